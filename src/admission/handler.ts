@@ -1,0 +1,108 @@
+// One AdmissionReview, end to end: validate, gather facts under one deadline,
+// plan (pure), patch. Never denies a pod; on its own trouble it answers "allowed"
+// with no patch (fail open) and says why in a warning.
+import type { Config } from "../config/config.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import { toPatch } from "../mutate/patch.js";
+import { candidatesOf, plan, type Facts, type PlanInput } from "../mutate/plan.js";
+import type { PodLike } from "../mutate/pod.js";
+import type { Credential, Keyring } from "../registry/credentials.js";
+import type { TagLookup } from "../registry/resolver.js";
+import type { LookupResult } from "../registry/result.js";
+import type { ImageCacheView } from "../imagecache/policy.js";
+import { allowResponse, BadReviewError, isPodRequest, parseReview, podOf, type AdmissionResponseBody } from "./review.js";
+
+/** Pull secrets of a namespace, from an informer cache (never an API call per review). */
+export interface PullSecretSource { keyrings(namespace: string, names: readonly string[]): Keyring[] }
+/** Namespace labels, from an informer cache. */
+export interface NamespaceSource { labels(name: string): Readonly<Record<string, string>> | undefined }
+
+export interface HandlerDeps {
+  config: Config;
+  lookup: TagLookup;
+  logger: Logger;
+  metrics: Metrics;
+  /** Credentials from the chart's imagePullSecretsCrs. */
+  configuredKeyring?: Keyring;
+  pullSecrets?: PullSecretSource;
+  namespaces?: NamespaceSource;
+  imageCaches?: ImageCacheView;
+  now?: () => number;
+}
+
+export interface HandlerResult { status: number; body: AdmissionResponseBody | { error: string; message: string } }
+
+export function credentialsFor(pod: PodLike, namespace: string, domain: string, path: string, deps: HandlerDeps): Credential[] {
+  const out: Credential[] = [];
+  if (deps.config.registry.usePodPullSecrets && deps.pullSecrets) {
+    const names = (pod.spec?.imagePullSecrets ?? []).map((s) => s.name).filter((n): n is string => typeof n === "string" && n !== "");
+    if (names.length > 0) for (const k of deps.pullSecrets.keyrings(namespace, names)) out.push(...k.lookup(domain, path));
+  }
+  if (deps.configuredKeyring) out.push(...deps.configuredKeyring.lookup(domain, path));
+  return out;
+}
+
+export async function gatherFacts(input: PlanInput, deps: HandlerDeps, signal: AbortSignal): Promise<Facts> {
+  const candidates = candidatesOf(input, deps.config);
+  const lookups = new Map<string, LookupResult>();
+  await Promise.all(candidates.map(async (c) => {
+    if (lookups.has(c.key)) return;
+    const creds = credentialsFor(input.pod, input.namespace, c.accelerated.domain, c.accelerated.path, deps);
+    const r = await deps.lookup.lookup(c.accelerated, creds, signal);
+    if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
+    lookups.set(c.key, r);
+  }));
+  return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), now: (deps.now ?? Date.now)() };
+}
+
+export async function handleReview(body: unknown, deps: HandlerDeps): Promise<HandlerResult> {
+  const { metrics, logger, config } = deps;
+  const stop = metrics.admissionDuration.startTimer();
+  let uid = "";
+  try {
+    const req = parseReview(body);
+    uid = req.uid;
+    if (!isPodRequest(req)) {
+      metrics.reviews.inc({ result: "skipped" });
+      stop({ outcome: "skipped" });
+      return { status: 200, body: allowResponse(uid, undefined, []) };
+    }
+    const pod = podOf(req);
+    const namespace = req.namespace ?? pod.metadata?.namespace ?? "default";
+    const input: PlanInput = {
+      pod, namespace, operation: req.operation,
+      ...(req.subResource ? { subResource: req.subResource } : {}),
+      ...(deps.namespaces ? { namespaceLabels: deps.namespaces.labels(namespace) } : {}),
+    };
+    const signal = AbortSignal.timeout(config.admission.deadlineMs);
+    const facts = await gatherFacts(input, deps, signal);
+    const p = plan(input, facts, config);
+    const patch = toPatch(pod, p);
+    for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
+    const result = p.skipped ? "skipped" : patch.length > 0 ? "patched" : "unchanged";
+    metrics.reviews.inc({ result });
+    const log = logger.child({ uid, namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "" });
+    log.info({
+      dryRun: req.dryRun === true, result, skipped: p.skipped,
+      decisions: p.containers.map((d) => ({ container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
+      placement: p.placement?.mode, imageCache: p.imageCache?.result,
+    }, "admission decided");
+    stop({ outcome: result });
+    // dryRun: the same answer, computed the same way; apparate has no side effects
+    // during admission (events are emitted later, from a pod watch), so nothing to hold back.
+    return { status: 200, body: allowResponse(uid, patch, p.warnings) };
+  } catch (err) {
+    if (err instanceof BadReviewError) {
+      metrics.reviews.inc({ result: "bad_request" });
+      stop({ outcome: "bad_request" });
+      logger.warn({ uid, code: err.code, reason: err.message }, "bad AdmissionReview");
+      return { status: 400, body: { error: err.code, message: err.message } };
+    }
+    // Our own trouble: fail open, never block the pod.
+    metrics.reviews.inc({ result: "error" });
+    stop({ outcome: "error" });
+    logger.error({ uid, err }, "admission failed; allowing the pod unchanged");
+    return { status: 200, body: allowResponse(uid, undefined, [`apparate: internal error, pod left unchanged (${(err as Error).message})`]) };
+  }
+}

@@ -1,0 +1,67 @@
+// The HTTPS server (fastify). Two encapsulated plugins: the admission route on
+// the TLS port, and the operational routes (/healthz, /readyz, /metrics), served
+// both there and on a plain-HTTP port for probes and Prometheus.
+import type { Server as HttpsServer } from "node:https";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from "fastify";
+import { secureContextOptions, type ServingMaterial } from "../tls/settings.js";
+import { handleReview, type HandlerDeps } from "./handler.js";
+
+export interface Readiness { ready(): { ready: boolean; reasons: string[] } }
+
+export interface ServerOptions {
+  deps: HandlerDeps;
+  tls: ServingMaterial;
+  readiness: Readiness;
+}
+
+const opsRoutes = (deps: HandlerDeps, readiness: Readiness): FastifyPluginAsync => async (app) => {
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    const r = readiness.ready();
+    return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, reasons: r.reasons });
+  });
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+};
+
+const admissionRoutes = (deps: HandlerDeps): FastifyPluginAsync => async (app) => {
+  app.post("/mutate", async (req, reply) => {
+    const r = await handleReview(req.body, deps);
+    return reply.code(r.status).send(r.body);
+  });
+};
+
+function errorHandler(this: FastifyInstance, err: FastifyError, _req: unknown, reply: { code(n: number): { send(b: unknown): unknown } }) {
+  const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+  if (status === 500) this.log.error({ err }, "request failed");
+  return reply.code(status).send({ error: err.code ?? "error", message: status === 500 ? "internal error" : err.message });
+}
+
+export async function buildAdmissionServer(opts: ServerOptions): Promise<FastifyInstance<HttpsServer>> {
+  const app = Fastify({
+    https: secureContextOptions(opts.tls),
+    bodyLimit: opts.deps.config.admission.maxBodyBytes,
+    logger: false,
+    // Keep-alive longer than the API server's idle timeout avoids reset connections.
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance<HttpsServer>;
+  app.setErrorHandler(errorHandler);
+  await app.register(admissionRoutes(opts.deps));
+  await app.register(opsRoutes(opts.deps, opts.readiness));
+  return app;
+}
+
+export async function buildOpsServer(deps: HandlerDeps, readiness: Readiness): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  app.setErrorHandler(errorHandler);
+  await app.register(opsRoutes(deps, readiness));
+  return app;
+}
+
+/** Swaps the serving certificate in place: new handshakes use it, open connections continue. */
+export function swapCertificate(app: FastifyInstance<HttpsServer>, tls: ServingMaterial): void {
+  app.server.setSecureContext(secureContextOptions(tls));
+}

@@ -1,0 +1,142 @@
+// Loading and validating the configuration file. A bad file fails start-up with
+// the key path and the offending value; the result is an immutable, compiled Config.
+import { readFileSync } from "node:fs";
+import { Ajv, type ErrorObject } from "ajv";
+import { parse as parseYaml } from "yaml";
+import { ApparateError } from "../errors.js";
+import { isValidDomain } from "../image/reference.js";
+import { configSchema, type RawConfig } from "./schema.js";
+
+export class ConfigError extends ApparateError {}
+
+export interface CompiledRule {
+  readonly name: string;
+  readonly registry?: string;
+  readonly namespace?: string;
+  readonly repository?: RegExp;
+  readonly tag?: RegExp;
+}
+
+export interface Config extends Omit<RawConfig, "namespaces" | "acceleration" | "rewrite"> {
+  namespaces: ReadonlySet<string>;
+  namespaceLabelKey: string;
+  namespaceLabelValue: string;
+  acceleration: Omit<RawConfig["acceleration"], "rules" | "registries"> & {
+    registries: ReadonlySet<string>;
+    anyRegistry: boolean;
+    rules: readonly CompiledRule[];
+  };
+  rewrite: { registries: ReadonlyMap<string, string> };
+}
+
+/** Namespaces apparate never mutates, whatever the configuration says. */
+export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+ajv.addFormat("regex", { type: "string", validate: (s: string) => { try { new RegExp(s); return true; } catch { return false; } } });
+const validate = ajv.compile(configSchema);
+
+// Docker Hub is reached under several names; all of them mean docker.io.
+const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
+export function normaliseRegistryHost(host: string): string {
+  const h = host.trim().replace(/^https?:\/\//, "").replace(/\/+$/, "");
+  return DOCKER_HUB_ALIASES.has(h) ? "docker.io" : h;
+}
+
+function valueAt(root: unknown, pointer: string): unknown {
+  let cur: unknown = root;
+  for (const part of pointer.split("/").slice(1)) {
+    const key = part.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+function describe(e: ErrorObject, root: unknown): string {
+  let path = e.instancePath.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~")).join(".");
+  if (e.keyword === "additionalProperties") {
+    const extra = (e.params as { additionalProperty: string }).additionalProperty;
+    return `${path ? path + "." : ""}${extra}: unknown key`;
+  }
+  const value = valueAt(root, e.instancePath);
+  if (!path) path = "(root)";
+  return `${path}: ${e.message ?? "invalid"} (got ${JSON.stringify(value)})`;
+}
+
+/** Validates an already parsed document and compiles it. Throws ConfigError. */
+export function compileConfig(doc: unknown, source = "config"): Config {
+  const raw = (doc ?? {}) as Record<string, unknown>;
+  if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError("config-invalid", `${source}: the configuration must be a mapping`, doc);
+  const copy = structuredClone(raw);
+  if (!validate(copy)) {
+    // anyOf produces one error per branch; keep the most specific ones.
+    const errs = (validate.errors ?? []).filter((e) => e.keyword !== "anyOf");
+    const lines = [...new Set(errs.map((e) => describe(e, copy)))];
+    throw new ConfigError("config-invalid", `${source}: ${lines.join("; ")}`, doc);
+  }
+  const c = copy as unknown as RawConfig;
+
+  const nsList = typeof c.namespaces === "string" ? c.namespaces.split(",").map((s) => s.trim()).filter(Boolean) : c.namespaces;
+  const [labelKey, labelValue] = c.namespaceLabel.split("=") as [string, string];
+
+  const registries = new Set<string>();
+  for (const r of c.acceleration.registries) {
+    const host = normaliseRegistryHost(r);
+    if (host !== "*" && !isValidDomain(host)) {
+      throw new ConfigError("config-invalid", `${source}: acceleration.registries: ${JSON.stringify(r)} is not a registry host`, r);
+    }
+    registries.add(host);
+  }
+  const rules = c.acceleration.rules.map((r, i): CompiledRule => ({
+    name: r.name ?? `rule-${i}`,
+    ...(r.registry !== undefined ? { registry: normaliseRegistryHost(r.registry) } : {}),
+    ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
+    // Rules are anchored so that "web" does not match "my-web-old" by accident.
+    ...(r.repository !== undefined ? { repository: new RegExp(`^(?:${r.repository})$`) } : {}),
+    ...(r.tag !== undefined ? { tag: new RegExp(`^(?:${r.tag})$`) } : {}),
+  }));
+
+  const rewrite = new Map<string, string>();
+  for (const [from, to] of Object.entries(c.rewrite.registries)) {
+    const f = normaliseRegistryHost(from);
+    const t = normaliseRegistryHost(to);
+    if (!isValidDomain(f) || !isValidDomain(t)) {
+      throw new ConfigError("config-invalid", `${source}: rewrite.registries.${from}: ${JSON.stringify(to)} is not a registry host mapping`, { from, to });
+    }
+    rewrite.set(f, t);
+  }
+  return Object.freeze({
+    ...c,
+    namespaces: new Set(nsList),
+    namespaceLabelKey: labelKey,
+    namespaceLabelValue: labelValue,
+    acceleration: { ...c.acceleration, registries, anyRegistry: registries.has("*"), rules },
+    rewrite: { registries: rewrite },
+    registry: { ...c.registry, plainHttp: c.registry.plainHttp.map(normaliseRegistryHost) },
+  });
+}
+
+export function parseConfigText(text: string, source: string): Config {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError("config-yaml", `${source}: not valid YAML: ${(err as Error).message}`, text, { cause: err });
+  }
+  return compileConfig(doc, source);
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError("config-read", `cannot read config file ${path}: ${(err as Error).message}`, path, { cause: err });
+  }
+  return parseConfigText(text, path);
+}
+
+export function defaultConfig(): Config {
+  return compileConfig({});
+}

@@ -1,0 +1,154 @@
+// The configuration file's schema. One JSON Schema drives validation, defaults
+// and the error messages (ajv), and the chart's values.schema.json mirrors it.
+export const configSchema = {
+  $id: "https://apparate.io/schemas/config.json",
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    namespaces: {
+      description: "Namespaces whose pods are handled; a list or the seed's comma string \"default,sa1,sa2\".",
+      anyOf: [
+        { type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 63 } },
+        { type: "string", pattern: "^\\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\s*,\\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\s*$" },
+      ],
+      default: ["default"],
+    },
+    namespaceLabel: {
+      description: "Namespaces with this label (key=value) are handled too.",
+      type: "string", pattern: "^[^=]+=[^=]*$", default: "apparate.io/inject=enabled",
+    },
+    releaseNamespace: { description: "apparate's own namespace: never mutated.", type: "string", default: "apparate" },
+    acceleration: {
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        enabled: { type: "boolean", default: true },
+        tagSuffix: { type: "string", pattern: "^[A-Za-z0-9_.-]{1,64}$", default: "-apparate" },
+        registries: {
+          description: "Registries whose images may be tag-swapped; \"*\" allows every registry.",
+          type: "array", items: { type: "string", minLength: 1 }, default: [],
+        },
+        rules: {
+          description: "Optional rules (seed 000): registry namespace, repository regex, tag regex. No rule = every repository.",
+          type: "array", default: [],
+          items: {
+            type: "object", additionalProperties: false,
+            properties: {
+              name: { type: "string" },
+              registry: { type: "string" },
+              namespace: { type: "string" },
+              repository: { type: "string", format: "regex" },
+              tag: { type: "string", format: "regex" },
+            },
+          },
+        },
+        ephemeralContainers: { type: "boolean", default: false },
+        placement: {
+          type: "object", additionalProperties: false, default: {},
+          properties: {
+            mode: { enum: ["required", "preferred", "none"], default: "required" },
+            nodeLabelKey: { type: "string", minLength: 1, default: "cloud.tencent.com/apparate" },
+            nodeLabelValue: { type: "string", default: "true" },
+            weight: { type: "integer", minimum: 1, maximum: 100, default: 100 },
+          },
+        },
+      },
+    },
+    rewrite: {
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        registries: {
+          description: "Registry host rewrite in the pod, e.g. quay.io: quay.tencentcloudcr.com (seed 004).",
+          type: "object", additionalProperties: { type: "string", minLength: 1 }, default: {},
+        },
+      },
+    },
+    registry: {
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        requestTimeoutMs: { type: "integer", minimum: 10, maximum: 30000, default: 1000 },
+        positiveTtlSeconds: { type: "integer", minimum: 0, default: 600 },
+        negativeTtlSeconds: { type: "integer", minimum: 0, default: 30 },
+        unknownBackoffSeconds: { type: "integer", minimum: 0, default: 5 },
+        ttlJitter: { type: "number", minimum: 0, maximum: 0.5, default: 0.1 },
+        cacheMaxEntries: { type: "integer", minimum: 1, default: 100000 },
+        breakerFailures: { type: "integer", minimum: 1, default: 5 },
+        breakerCooldownSeconds: { type: "integer", minimum: 1, default: 30 },
+        plainHttp: { description: "Registries reached over plain HTTP (host[:port]).", type: "array", items: { type: "string" }, default: [] },
+        caFile: { type: "string" },
+        dockerConfigFile: { description: "Docker config JSON with credentials (the chart's imagePullSecretsCrs).", type: "string" },
+        usePodPullSecrets: { type: "boolean", default: true },
+      },
+    },
+    imageCache: {
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        enabled: { type: "boolean", default: false },
+        group: { type: "string", default: "eks.cloud.tencent.com" },
+        version: { type: "string", default: "v1" },
+        plural: { type: "string", default: "imagecaches" },
+        readyPhase: { type: "string", default: "Ready" },
+        matchMode: { enum: ["all", "most"], default: "all" },
+        latestTag: { enum: ["match", "skip"], default: "match" },
+        write: { enum: ["id", "auto"], default: "id" },
+        events: { type: "boolean", default: true },
+      },
+    },
+    admission: {
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        deadlineMs: { type: "integer", minimum: 50, maximum: 9000, default: 2000 },
+        maxBodyBytes: { type: "integer", minimum: 1024, default: 3145728 },
+      },
+    },
+  },
+} as const;
+
+export interface AccelerationRule {
+  name?: string;
+  registry?: string;
+  namespace?: string;
+  repository?: string;
+  tag?: string;
+}
+
+/** The file as written, after defaults. */
+export interface RawConfig {
+  namespaces: string[] | string;
+  namespaceLabel: string;
+  releaseNamespace: string;
+  acceleration: {
+    enabled: boolean;
+    tagSuffix: string;
+    registries: string[];
+    rules: AccelerationRule[];
+    ephemeralContainers: boolean;
+    placement: { mode: "required" | "preferred" | "none"; nodeLabelKey: string; nodeLabelValue: string; weight: number };
+  };
+  rewrite: { registries: Record<string, string> };
+  registry: {
+    requestTimeoutMs: number;
+    positiveTtlSeconds: number;
+    negativeTtlSeconds: number;
+    unknownBackoffSeconds: number;
+    ttlJitter: number;
+    cacheMaxEntries: number;
+    breakerFailures: number;
+    breakerCooldownSeconds: number;
+    plainHttp: string[];
+    caFile?: string;
+    dockerConfigFile?: string;
+    usePodPullSecrets: boolean;
+  };
+  imageCache: {
+    enabled: boolean;
+    group: string;
+    version: string;
+    plural: string;
+    readyPhase: string;
+    matchMode: "all" | "most";
+    latestTag: "match" | "skip";
+    write: "id" | "auto";
+    events: boolean;
+  };
+  admission: { deadlineMs: number; maxBodyBytes: number };
+}

@@ -1,0 +1,362 @@
+// The decision core: pure and synchronous. Given a pod, the facts gathered for it
+// (registry answers, namespace labels, image caches) and the config, it says what
+// changes and why. The server, `apparate explain` and the tests all call plan().
+import type { Config } from "../config/config.js";
+import { ALWAYS_EXCLUDED_NAMESPACES } from "../config/config.js";
+import {
+  formatReference, MAX_TAG_LENGTH, parseReference, ReferenceError, withDomain, withTag,
+  DEFAULT_TAG, type ImageReference,
+} from "../image/reference.js";
+import type { LookupResult } from "../registry/result.js";
+import { isUsable, type ImageCacheView } from "../imagecache/policy.js";
+import { matchRule } from "./rules.js";
+import {
+  ANNOTATION_ACTIONS, ANNOTATION_IMAGE_CACHE_MATCH, ANNOTATION_INJECT, ANNOTATION_MIRROR_POD, ANNOTATION_ORIGINAL_IMAGES,
+  ANNOTATION_USE_IMAGE_CACHE,
+} from "./annotations.js";
+import { CONTAINER_KINDS, containerKey, type ContainerKind, type PodLike } from "./pod.js";
+
+export interface PlanInput {
+  pod: PodLike;
+  namespace: string;
+  operation: "CREATE" | "UPDATE" | string;
+  /** "ephemeralcontainers" for the pods/ephemeralcontainers subresource. */
+  subResource?: string;
+  /** Labels of the pod's namespace; undefined when not known. */
+  namespaceLabels?: Readonly<Record<string, string>>;
+}
+
+export type ContainerOutcome =
+  | "accelerated"           // tag swapped to the -apparate variant
+  | "rewritten"             // registry host rewritten only
+  | "accelerated+rewritten"
+  | "already-handled"       // recorded in original-images, or already an accelerated tag
+  | "not-eligible"          // registry not in the allow-list or no rule matches
+  | "no-image"
+  | "invalid-reference"
+  | "digest-pinned"
+  | "tag-too-long"
+  | "accelerated-absent"    // no OCI -apparate variant in the registry
+  | "lookup-unknown"        // registry did not answer in time, or failed
+  | "placement-conflict";
+
+export interface ContainerDecision {
+  kind: ContainerKind;
+  index: number;
+  name: string;
+  original: string;
+  image: string;
+  outcome: ContainerOutcome;
+  reason: string;
+  /** A rule that selected the image, for `explain` and `check-image`. */
+  rule?: string;
+  /** True when the user should hear about it (an admission warning). */
+  warn: boolean;
+}
+
+export interface Placement {
+  mode: "required" | "preferred";
+  key: string;
+  value: string;
+  weight: number;
+}
+
+export interface Plan {
+  /** Why the whole pod was left alone, when it was. */
+  skipped?: string;
+  containers: ContainerDecision[];
+  placement?: Placement;
+  /** Original images to record (merged with any already recorded). */
+  originalImages?: Record<string, string>;
+  /** Annotations to set on the pod. */
+  annotations: Record<string, string>;
+  warnings: string[];
+  imageCache?: ImageCacheDecision;
+}
+
+/** A registry lookup the plan needs: the accelerated reference of a candidate container. */
+export interface Candidate {
+  kind: ContainerKind;
+  index: number;
+  name: string;
+  original: string;
+  ref: ImageReference;
+  accelerated: ImageReference;
+  /** Fully qualified accelerated reference, the key of Facts.lookups. */
+  key: string;
+  rule: string;
+}
+
+export interface Facts {
+  /** Registry answers keyed by Candidate.key; a missing key means unknown. */
+  lookups: ReadonlyMap<string, LookupResult>;
+  /** The image caches known now; absent when the feature is off. */
+  imageCaches?: ImageCacheView;
+  /** ms since epoch, for cache expiry. */
+  now?: number;
+}
+
+export interface ImageCacheDecision {
+  result: "used" | "missed" | "manual" | "manual-not-ready";
+  reason: string;
+  cache?: string;
+  imcId?: string;
+}
+
+interface Scope { skipped?: string }
+
+/** Decides whether a pod is in apparate's scope at all. */
+export function scopeOf(input: PlanInput, config: Config): Scope {
+  const { pod, namespace } = input;
+  if (ALWAYS_EXCLUDED_NAMESPACES.includes(namespace) || namespace === config.releaseNamespace) {
+    return { skipped: `namespace ${namespace} is never mutated` };
+  }
+  const inList = config.namespaces.has(namespace);
+  const labelled = input.namespaceLabels?.[config.namespaceLabelKey] === config.namespaceLabelValue;
+  if (!inList && !labelled) return { skipped: `namespace ${namespace} is not enabled` };
+  const ann = pod.metadata?.annotations ?? {};
+  if (ann[ANNOTATION_INJECT] === "false") return { skipped: `pod opted out with ${ANNOTATION_INJECT}: "false"` };
+  if (ann[ANNOTATION_MIRROR_POD] !== undefined) return { skipped: "mirror (static) pod" };
+  if (input.operation === "CREATE" && input.subResource) return { skipped: `subresource ${input.subResource}` };
+  if (input.operation === "UPDATE" && input.subResource !== "ephemeralcontainers") return { skipped: "only CREATE and ephemeral containers are handled" };
+  if (input.subResource === "ephemeralcontainers" && !config.acceleration.ephemeralContainers) {
+    return { skipped: "ephemeral containers are not handled (acceleration.ephemeralContainers is false)" };
+  }
+  return {};
+}
+
+function recordedOriginals(pod: PodLike): Record<string, string> {
+  const raw = pod.metadata?.annotations?.[ANNOTATION_ORIGINAL_IMAGES];
+  if (!raw) return {};
+  try {
+    const v = JSON.parse(raw) as unknown;
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v).filter(([, s]) => typeof s === "string")) as Record<string, string>;
+    }
+  } catch { /* a hand-edited, broken annotation is treated as absent */ }
+  return {};
+}
+
+interface Walk {
+  kind: ContainerKind;
+  index: number;
+  name: string;
+  image: string | undefined;
+}
+
+function* walkContainers(input: PlanInput): Generator<Walk> {
+  const kinds: readonly ContainerKind[] = input.subResource === "ephemeralcontainers" ? ["ephemeralContainers"] : CONTAINER_KINDS;
+  for (const kind of kinds) {
+    const list = input.pod.spec?.[kind] ?? [];
+    for (let index = 0; index < list.length; index++) {
+      const c = list[index]!;
+      yield { kind, index, name: c.name, image: c.image };
+    }
+  }
+}
+
+type Analysed =
+  | { walk: Walk; decision: ContainerDecision }
+  | { walk: Walk; ref: ImageReference; candidate?: Candidate; ineligible?: ContainerDecision };
+
+function analyse(input: PlanInput, config: Config): Analysed[] {
+  const recorded = recordedOriginals(input.pod);
+  const suffix = config.acceleration.tagSuffix;
+  const out: Analysed[] = [];
+  for (const walk of walkContainers(input)) {
+    const base = { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image ?? "", image: walk.image ?? "" };
+    if (!walk.image) {
+      out.push({ walk, decision: { ...base, outcome: "no-image", reason: "container has no image", warn: false } });
+      continue;
+    }
+    if (recorded[containerKey(walk.kind, walk.name)] !== undefined) {
+      out.push({ walk, decision: { ...base, original: recorded[containerKey(walk.kind, walk.name)]!, outcome: "already-handled", reason: "already handled by apparate", warn: false } });
+      continue;
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(walk.image);
+    } catch (err) {
+      const msg = err instanceof ReferenceError ? err.message : String(err);
+      out.push({ walk, decision: { ...base, outcome: "invalid-reference", reason: msg, warn: true } });
+      continue;
+    }
+    if (ref.tag?.endsWith(suffix)) {
+      out.push({ walk, decision: { ...base, outcome: "already-handled", reason: `tag already ends with ${suffix}`, warn: false } });
+      continue;
+    }
+    if (!config.acceleration.enabled) { out.push({ walk, ref }); continue; }
+    const rule = matchRule(ref, config);
+    if (!rule.matched) {
+      out.push({ walk, ref, ineligible: { ...base, outcome: "not-eligible", reason: rule.reason, warn: false } });
+      continue;
+    }
+    if (ref.digest !== undefined) {
+      out.push({ walk, ref, ineligible: { ...base, outcome: "digest-pinned", reason: "digest-pinned images are never tag-swapped: the accelerated image has another digest", warn: true, rule: rule.rule } });
+      continue;
+    }
+    const newTag = (ref.tag ?? DEFAULT_TAG) + suffix;
+    if (newTag.length > MAX_TAG_LENGTH) {
+      out.push({ walk, ref, ineligible: { ...base, outcome: "tag-too-long", reason: `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, warn: true, rule: rule.rule } });
+      continue;
+    }
+    const accelerated = withTag(ref, newTag);
+    out.push({
+      walk, ref,
+      candidate: { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image, ref, accelerated, key: formatReference(accelerated), rule: rule.rule },
+    });
+  }
+  return out;
+}
+
+/** The registry lookups plan() will want answered. Empty when the pod is out of scope. */
+export function candidatesOf(input: PlanInput, config: Config): Candidate[] {
+  if (scopeOf(input, config).skipped) return [];
+  const out: Candidate[] = [];
+  for (const a of analyse(input, config)) if ("candidate" in a && a.candidate) out.push(a.candidate);
+  return out;
+}
+
+function placementConflict(pod: PodLike, key: string, value: string): string | undefined {
+  const sel = pod.spec?.nodeSelector?.[key];
+  if (sel !== undefined && sel !== value) return `nodeSelector ${key}=${sel} conflicts with ${key}=${value}`;
+  const terms = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+  if (terms && terms.length > 0) {
+    // The pod can land on an apparate node if at least one term admits key=value.
+    const admits = terms.some((t) => (t.matchExpressions ?? []).every((e) => {
+      if (e.key !== key) return true;
+      switch (e.operator) {
+        case "In": return (e.values ?? []).includes(value);
+        case "NotIn": return !(e.values ?? []).includes(value);
+        case "Exists": return true;
+        case "DoesNotExist": return false;
+        default: return true;
+      }
+    }));
+    if (!admits) return `required node affinity excludes ${key}=${value}`;
+  }
+  return undefined;
+}
+
+function rewriteHost(ref: ImageReference, config: Config): ImageReference | undefined {
+  const to = config.rewrite.registries.get(ref.domain);
+  if (to === undefined) return undefined;
+  // A mirror must be asked for the tag the runtime would pull: no tag means latest.
+  const tagged = ref.tag === undefined && ref.digest === undefined ? withTag(ref, DEFAULT_TAG) : ref;
+  return withDomain(tagged, to);
+}
+
+const SHORT = (s: string) => (s.length > 100 ? s.slice(0, 100) + "…" : s);
+
+export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
+  const scope = scopeOf(input, config);
+  if (scope.skipped) return { skipped: scope.skipped, containers: [], annotations: {}, warnings: [] };
+
+  const analysed = analyse(input, config);
+  const { key: labelKey, value: labelValue } = { key: config.acceleration.placement.nodeLabelKey, value: config.acceleration.placement.nodeLabelValue };
+  const placementMode = config.acceleration.placement.mode;
+  const isEphemeral = input.subResource === "ephemeralcontainers";
+  // A conflicting node selector means no swap at all: the pod could never reach an apparate node.
+  const conflict = !isEphemeral && placementMode !== "none" ? placementConflict(input.pod, labelKey, labelValue) : undefined;
+
+  const decisions: ContainerDecision[] = [];
+  let swapped = 0;
+  for (const a of analysed) {
+    if ("decision" in a) { decisions.push(a.decision); continue; }
+    const base = { kind: a.walk.kind, index: a.walk.index, name: a.walk.name, original: a.walk.image!, image: a.walk.image! };
+    let result: ImageReference | undefined;
+    let outcome: ContainerOutcome | undefined;
+    let reason = "";
+    let warn = false;
+    let rule: string | undefined;
+    if (a.candidate) {
+      rule = a.candidate.rule;
+      const answer = facts.lookups.get(a.candidate.key);
+      if (conflict) {
+        outcome = "placement-conflict"; reason = `not accelerated: ${conflict}`; warn = true;
+      } else if (!answer || answer.kind === "unknown") {
+        outcome = "lookup-unknown"; warn = true;
+        reason = `not accelerated: could not check ${SHORT(a.candidate.key)} in time (${answer?.reason ?? "deadline exceeded"})`;
+      } else if (answer.kind === "absent") {
+        outcome = "accelerated-absent"; warn = true;
+        reason = `not accelerated: ${SHORT(a.candidate.key)} ${answer.reason}`;
+      } else {
+        result = a.candidate.accelerated; outcome = "accelerated"; swapped++;
+        reason = `accelerated: ${SHORT(a.candidate.key)} exists (${answer.mediaType})`;
+      }
+    } else if (a.ineligible) {
+      ({ outcome, reason, warn } = a.ineligible);
+      rule = a.ineligible.rule;
+    }
+    const rewritten = rewriteHost(result ?? a.ref, config);
+    if (rewritten) {
+      result = rewritten;
+      outcome = outcome === "accelerated" ? "accelerated+rewritten" : "rewritten";
+      reason = `${outcome === "rewritten" ? "" : reason + "; "}registry ${a.ref.domain} rewritten to ${rewritten.domain}`;
+      warn = false;
+    }
+    if (!outcome) { outcome = "not-eligible"; reason = "acceleration is disabled"; }
+    decisions.push({ ...base, image: result ? formatReference(result) : base.image, outcome, reason, warn, ...(rule ? { rule } : {}) });
+  }
+
+  const changed = decisions.filter((d) => d.image !== d.original && d.outcome !== "already-handled");
+  const annotations: Record<string, string> = {};
+  let originalImages: Record<string, string> | undefined;
+  if (changed.length > 0 && !isEphemeral) {
+    originalImages = { ...recordedOriginals(input.pod) };
+    for (const d of changed) originalImages[containerKey(d.kind, d.name)] = d.original;
+  }
+  let placement: Placement | undefined;
+  if (swapped > 0 && placementMode !== "none" && !isEphemeral) {
+    placement = { mode: placementMode, key: labelKey, value: labelValue, weight: config.acceleration.placement.weight };
+  }
+  const counts = new Map<string, number>();
+  for (const d of changed) counts.set(d.outcome, (counts.get(d.outcome) ?? 0) + 1);
+  if (counts.size > 0) {
+    annotations[ANNOTATION_ACTIONS] = [...counts].map(([k, n]) => `${k}=${n}`).concat(placement ? [`placement=${placement.mode}`] : []).join(",");
+  }
+  const warnings: string[] = decisions.filter((d) => d.warn).map((d) => `apparate: ${d.kind === "containers" ? "container" : d.kind === "initContainers" ? "init container" : "ephemeral container"} ${d.name}: ${d.reason}`);
+  let imageCache: ImageCacheDecision | undefined;
+  if (config.imageCache.enabled && facts.imageCaches && !isEphemeral) {
+    // Matched against the images the pod will pull, after apparate's own changes.
+    const images = decisions.filter((d) => d.kind !== "ephemeralContainers" && d.image).map((d) => d.image);
+    imageCache = chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now ?? Date.now());
+    if (imageCache.result === "used") {
+      const c = facts.imageCaches.byId(imageCache.imcId!)!;
+      const value = config.imageCache.write === "id" ? c.imcId! : "auto";
+      if (input.pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE] !== value) annotations[ANNOTATION_USE_IMAGE_CACHE] = value;
+      annotations[ANNOTATION_IMAGE_CACHE_MATCH] = JSON.stringify({
+        cache: c.name, imcId: c.imcId, images: images.length, sizeGiB: c.size,
+        ageDays: Math.floor(((facts.now ?? Date.now()) - c.created) / 86_400_000), mode: config.imageCache.matchMode,
+      });
+    }
+    warnings.push(`apparate: image cache: ${imageCache.reason}`);
+  }
+  return {
+    containers: decisions,
+    ...(imageCache ? { imageCache } : {}),
+    ...(placement ? { placement } : {}),
+    ...(originalImages ? { originalImages } : {}),
+    annotations,
+    warnings,
+  };
+}
+
+function chooseImageCache(pod: PodLike, images: string[], view: ImageCacheView, config: Config, now: number): ImageCacheDecision {
+  const ic = config.imageCache;
+  const current = pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE];
+  if (current !== undefined && current !== "auto") {
+    // A manual choice is the user's: never overwritten, only checked.
+    const c = view.byId(current);
+    if (!c || !isUsable(c, ic.readyPhase, now)) {
+      return { result: "manual-not-ready", reason: `${current} is not a ready image cache; the platform will pull images normally` };
+    }
+    return { result: "manual", reason: `${current} chosen by the pod`, cache: c.name, imcId: current };
+  }
+  const m = view.match(images, { readyPhase: ic.readyPhase, matchMode: ic.matchMode, latestTag: ic.latestTag, now });
+  if (m.kind === "none") return { result: "missed", reason: `no cache used: ${m.reason}` };
+  return {
+    result: "used", cache: m.cache.name, imcId: m.cache.imcId!,
+    reason: `${m.cache.imcId} (${m.cache.name}, ${m.cache.size} GiB) holds ${m.covered.length} of ${m.covered.length + m.uncovered.length} images`,
+  };
+}

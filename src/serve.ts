@@ -1,0 +1,118 @@
+// `apparate serve`: wires config, registry, Kubernetes caches and TLS into the
+// HTTPS admission server, and drains in-flight reviews on SIGTERM.
+import { readFileSync, watchFile, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { defaultConfig, loadConfigFile } from "./config/config.js";
+import { ApparateError } from "./errors.js";
+import { buildAdmissionServer, buildOpsServer, swapCertificate } from "./admission/server.js";
+import type { HandlerDeps } from "./admission/handler.js";
+import { createLogger } from "./observability/logger.js";
+import { Metrics } from "./observability/metrics.js";
+import { createRegistryStack } from "./registry/stack.js";
+import { createCA, issueServing } from "./tls/certificates.js";
+import type { ServingMaterial } from "./tls/settings.js";
+import { startKubeSources, type KubeSources } from "./kube/sources.js";
+
+function envInt(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ApparateError("env-invalid", `environment ${name}: ${JSON.stringify(v)} is not a port number`, v);
+  return n;
+}
+
+export async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: "string" }, port: { type: "string" }, "metrics-port": { type: "string" }, host: { type: "string" },
+      "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "self-signed-ca-out": { type: "string" },
+      kube: { type: "boolean", default: false },
+    },
+  });
+  const logger = createLogger();
+  const configPath = values.config ?? process.env.APPARATE_CONFIG;
+  const config = configPath ? loadConfigFile(configPath) : defaultConfig();
+  const port = values.port !== undefined ? Number(values.port) : envInt("PORT", 8443);
+  const metricsPort = values["metrics-port"] !== undefined ? Number(values["metrics-port"]) : envInt("METRICS_PORT", 9090);
+  const host = values.host ?? process.env.HOST ?? "0.0.0.0";
+  if (!config.acceleration.anyRegistry && config.acceleration.registries.size === 0 && config.acceleration.enabled) {
+    logger.warn("acceleration.registries is empty: no image will be tag-swapped");
+  }
+
+  const metrics = new Metrics({ defaults: true });
+  const stack = createRegistryStack(config, metrics);
+
+  // TLS: mounted files (self-managed Secret, cert-manager or bring-your-own), or a
+  // throw-away CA for local runs (the demo).
+  const certFile = values["tls-cert"] ?? process.env.TLS_CERT_FILE;
+  const keyFile = values["tls-key"] ?? process.env.TLS_KEY_FILE;
+  let tls: ServingMaterial;
+  if (certFile && keyFile) {
+    tls = { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
+  } else if (values["self-signed-ca-out"]) {
+    const ca = createCA("apparate local CA", 30);
+    tls = issueServing(ca, ["localhost"], 30, Date.now(), ["127.0.0.1"]);
+    writeFileSync(values["self-signed-ca-out"], ca.cert);
+  } else {
+    throw new ApparateError("tls-missing", "no TLS material: set TLS_CERT_FILE and TLS_KEY_FILE (or --tls-cert/--tls-key), or --self-signed-ca-out for a local run");
+  }
+
+  let kube: KubeSources | undefined;
+  if (values.kube || process.env.KUBERNETES_SERVICE_HOST) {
+    kube = await startKubeSources(config, logger, metrics);
+  }
+  const deps: HandlerDeps = {
+    config, lookup: stack.resolver, logger, metrics,
+    ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}),
+    ...(kube ? { pullSecrets: kube.pullSecrets, namespaces: kube.namespaces, ...(kube.imageCaches ? { imageCaches: kube.imageCaches } : {}) } : {}),
+  };
+  let tlsReady = true;
+  const readiness = {
+    ready: () => {
+      const reasons: string[] = [];
+      if (!tlsReady) reasons.push("TLS material missing");
+      if (kube) reasons.push(...kube.notReady());
+      return { ready: reasons.length === 0, reasons };
+    },
+  };
+  const app = await buildAdmissionServer({ deps, tls, readiness });
+  const ops = await buildOpsServer(deps, readiness);
+
+  if (certFile && keyFile) {
+    // Mounted Secrets change by symlink swap; polling sees it where inotify may not.
+    const reload = () => {
+      try {
+        const next = { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
+        if (next.cert !== tls.cert || next.key !== tls.key) {
+          swapCertificate(app, next);
+          tls = next;
+          logger.info("serving certificate reloaded");
+        }
+        tlsReady = true;
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, "cannot reload serving certificate; keeping the current one");
+      }
+    };
+    watchFile(certFile, { interval: 2000 }, reload);
+    watchFile(keyFile, { interval: 2000 }, reload);
+  }
+
+  await app.listen({ port, host });
+  await ops.listen({ port: metricsPort, host });
+  logger.info({ port, metricsPort, namespaces: [...config.namespaces] }, "apparate webhook listening");
+
+  await new Promise<void>((resolve) => {
+    const stop = async (signal: string) => {
+      logger.info({ signal }, "draining in-flight reviews");
+      // close() stops accepting and waits for in-flight requests to finish.
+      await Promise.allSettled([app.close(), ops.close()]);
+      kube?.stop();
+      await stack.close();
+      resolve();
+    };
+    process.once("SIGTERM", () => void stop("SIGTERM"));
+    process.once("SIGINT", () => void stop("SIGINT"));
+  });
+  return 0;
+}
