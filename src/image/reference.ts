@@ -182,14 +182,14 @@ export function parseReference(input: string): ImageReference {
   if (colon >= 0) {
     tag = remainder.slice(colon + 1);
     path = remainder.slice(0, colon);
-    if (!isValidTag(tag)) {
-      fail("invalid-tag", tag.length > MAX_TAG_LENGTH ? `tag longer than ${MAX_TAG_LENGTH} characters` : `malformed tag ${JSON.stringify(tag)}`, input);
-    }
   }
   if (path.toLowerCase() !== path) fail("uppercase", "repository name must be lowercase", input);
   const components = path.split("/");
   for (const c of components) {
     if (!isPathComponent(c)) fail("invalid-format", `malformed repository path component ${JSON.stringify(c)}`, input);
+  }
+  if (tag !== undefined && !isValidTag(tag)) {
+    fail("invalid-tag", tag.length > MAX_TAG_LENGTH ? `tag longer than ${MAX_TAG_LENGTH} characters` : `malformed tag ${JSON.stringify(tag)}`, input);
   }
   if (domain.length + 1 + path.length > MAX_NAME_LENGTH) fail("name-too-long", `repository name longer than ${MAX_NAME_LENGTH} characters`, input);
   return { domain, path, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };

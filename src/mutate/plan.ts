@@ -312,7 +312,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
   }
   const counts = new Map<string, number>();
   for (const d of changed) counts.set(d.outcome, (counts.get(d.outcome) ?? 0) + 1);
-  if (counts.size > 0) {
+  if (counts.size > 0 && !isEphemeral) {
     annotations[ANNOTATION_ACTIONS] = [...counts].map(([k, n]) => `${k}=${n}`).concat(placement ? [`placement=${placement.mode}`] : []).join(",");
   }
   const warnings: string[] = decisions.filter((d) => d.warn).map((d) => `apparate: ${d.kind === "containers" ? "container" : d.kind === "initContainers" ? "init container" : "ephemeral container"} ${d.name}: ${d.reason}`);

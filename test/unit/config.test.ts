@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { compileConfig, ConfigError, defaultConfig, parseConfigText } from "../../src/config/config.js";
+
+describe("config", () => {
+  it("defaults follow the seeds", () => {
+    const c = defaultConfig();
+    expect([...c.namespaces]).toEqual(["default"]);
+    expect(c.acceleration.tagSuffix).toBe("-apparate");
+    expect(c.acceleration.placement).toMatchObject({ mode: "required", nodeLabelKey: "cloud.tencent.com/apparate", nodeLabelValue: "true" });
+    expect(c.imageCache).toMatchObject({ group: "eks.cloud.tencent.com", version: "v1", plural: "imagecaches", readyPhase: "Ready", matchMode: "all" });
+    expect(c.admission).toEqual({ deadlineMs: 2000, maxBodyBytes: 3 * 1024 * 1024 });
+    expect(c.registry).toMatchObject({ positiveTtlSeconds: 600, negativeTtlSeconds: 30 });
+  });
+
+  it("accepts the seed's comma form of namespaces", () => {
+    expect([...compileConfig({ namespaces: "default, sa1,sa2" }).namespaces]).toEqual(["default", "sa1", "sa2"]);
+  });
+
+  it("normalises Docker Hub's names in registry lists and rewrites", () => {
+    const c = compileConfig({ acceleration: { registries: ["index.docker.io", "https://ccr.ccs.tencentyun.com/"] }, rewrite: { registries: { "registry-1.docker.io": "mirror.ccs.tencentyun.com" } } });
+    expect([...c.acceleration.registries]).toEqual(["docker.io", "ccr.ccs.tencentyun.com"]);
+    expect(c.rewrite.registries.get("docker.io")).toBe("mirror.ccs.tencentyun.com");
+  });
+
+  it.each([
+    ["acceleration:\n  tagSuffix: 5\n", "acceleration.tagSuffix: must be string (got 5)"],
+    ["acceleration:\n  placement:\n    mode: sometimes\n", 'acceleration.placement.mode: must be equal to one of the allowed values (got "sometimes")'],
+    ["registry:\n  requestTimeoutMs: -1\n", "registry.requestTimeoutMs: must be >= 10 (got -1)"],
+    ["acceleration:\n  rules:\n    - repository: \"([\"\n", 'acceleration.rules.0.repository: must match format "regex" (got "([")'],
+    ["namespaces: \"Default,,x\"\n", "namespaces"],
+    ["registrry: {}\n", "registrry: unknown key"],
+    ["admission:\n  deadlineMs: 20000\n", "admission.deadlineMs: must be <= 9000 (got 20000)"],
+    ["rewrite:\n  registries:\n    quay.io: \"not a host!\"\n", "rewrite.registries.quay.io"],
+    ["imageCache: [1]\n", "imageCache: must be object"],
+    ["a: [\n", "not valid YAML"],
+  ])("rejects %j naming the key and value", (text, message) => {
+    try {
+      parseConfigText(text, "config.yaml");
+      expect.fail("should have thrown");
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toContain("config.yaml");
+      expect((err as Error).message).toContain(message);
+    }
+  });
+});
