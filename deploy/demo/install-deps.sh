@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests run for real (Debian packages). Idempotent.
+set -euo pipefail
+need=()
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci ctr-remote:stargz-snapshotter containerd:containerd htpasswd:apache2-utils curl:curl; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,336 @@
+// The Kubernetes API stand-in: there is no kube-apiserver on these machines, so the
+// tests run @kubernetes/client-node, unmodified, against this small HTTP(S) server
+// that speaks the real REST and watch protocol for the resources apparate uses:
+// get, list (label/field selectors), watch (resourceVersion, bookmarks, 410 Gone),
+// create, update (409 on a stale resourceVersion), patch (JSON, merge, strategic for
+// lists keyed by name), delete. It can go away and come back on the same port.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { randomUUID } from "node:crypto";
+import jsonpatch from "fast-json-patch";
+import { KubeConfig } from "@kubernetes/client-node";
+import { freePort } from "./ports.js";
+
+export interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean }
+type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
+interface WatchEvent { type: "ADDED" | "MODIFIED" | "DELETED"; object: Obj; rv: number }
+
+export const BUILTIN_TYPES: ResourceType[] = [
+  { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false },
+  { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true },
+  { group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true },
+  { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true },
+  { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
+  { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true },
+  { group: "admissionregistration.k8s.io", version: "v1", plural: "mutatingwebhookconfigurations", kind: "MutatingWebhookConfiguration", namespaced: false },
+  { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true },
+  { group: "eks.cloud.tencent.com", version: "v1", plural: "imagecaches", kind: "ImageCache", namespaced: false },
+];
+
+interface Watcher { res: ServerResponse; type: ResourceType; ns?: string; match: (o: Obj) => boolean; bookmarks?: NodeJS.Timeout }
+
+function status(code: number, reason: string, message: string) {
+  return { apiVersion: "v1", kind: "Status", metadata: {}, status: "Failure", message, reason, code };
+}
+
+function parseSelector(sel: string | null): Array<[string, string, boolean]> {
+  if (!sel) return [];
+  return sel.split(",").filter(Boolean).map((term) => {
+    const neg = term.includes("!=");
+    const [k, v] = term.split(neg ? "!=" : term.includes("==") ? "==" : "=") as [string, string];
+    return [k.trim(), (v ?? "").trim(), neg];
+  });
+}
+
+function fieldValue(o: Obj, path: string): string | undefined {
+  let cur: any = o;
+  for (const p of path.split(".")) cur = cur?.[p];
+  return cur === undefined ? undefined : String(cur);
+}
+
+/** RFC 7386 merge patch, plus strategic merge of object lists keyed by "name". */
+function mergePatch(target: any, patch: any, strategic: boolean): any {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) {
+    if (strategic && Array.isArray(patch) && Array.isArray(target) && patch.every((p) => p && typeof p === "object" && "name" in p)) {
+      const out = target.map((t: any) => structuredClone(t));
+      for (const p of patch) {
+        const i = out.findIndex((t: any) => t?.name === p.name);
+        if (i >= 0) out[i] = mergePatch(out[i], p, true); else out.push(p);
+      }
+      return out;
+    }
+    return structuredClone(patch);
+  }
+  const out = target && typeof target === "object" && !Array.isArray(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]; else out[k] = mergePatch(out[k], v, strategic);
+  }
+  return out;
+}
+
+export class KubeApiStandIn {
+  readonly types: ResourceType[];
+  private readonly store = new Map<string, Map<string, Obj>>();
+  private history: Map<string, WatchEvent[]> = new Map();
+  private readonly watchers = new Set<Watcher>();
+  private rv = 100;
+  private server?: Server;
+  port = 0;
+  /** Requests by "VERB path" (without query), for assertions. */
+  readonly requests: string[] = [];
+  bookmarkIntervalMs = 200;
+
+  constructor(extraTypes: ResourceType[] = [], private readonly tls?: { cert: string; key: string }) {
+    this.types = [...BUILTIN_TYPES, ...extraTypes];
+    for (const t of this.types) { this.store.set(this.typeKey(t), new Map()); this.history.set(this.typeKey(t), []); }
+  }
+
+  get url(): string { return `${this.tls ? "https" : "http"}://127.0.0.1:${this.port}`; }
+
+  async start(): Promise<void> {
+    if (!this.port) this.port = await freePort();
+    const handler = (req: IncomingMessage, res: ServerResponse) => { void this.handle(req, res); };
+    this.server = this.tls ? createHttpsServer(this.tls, handler) : createHttpServer(handler);
+    await new Promise<void>((r) => this.server!.listen(this.port, "127.0.0.1", () => r()));
+  }
+
+  /** Goes away: closes every connection (watches included). start() brings it back on the same port. */
+  async stop(): Promise<void> {
+    for (const w of this.watchers) { if (w.bookmarks) clearInterval(w.bookmarks); w.res.destroy(); }
+    this.watchers.clear();
+    if (!this.server) return;
+    const s = this.server;
+    this.server = undefined;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  /** Ends every open watch cleanly (clients re-watch from their resourceVersion). */
+  dropWatches(): void {
+    for (const w of this.watchers) { if (w.bookmarks) clearInterval(w.bookmarks); w.res.end(); }
+    this.watchers.clear();
+  }
+
+  /** Forgets the event history: watches from an older resourceVersion now get 410 Gone. */
+  compact(): void {
+    for (const k of this.history.keys()) this.history.set(k, []);
+    this.rv += 10;
+  }
+
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "standin", server: this.url, skipTLSVerify: true }],
+      users: [{ name: "apparate", token: "standin-token" }],
+      contexts: [{ name: "standin", cluster: "standin", user: "apparate" }],
+      currentContext: "standin",
+    });
+    return kc;
+  }
+
+  // ---- direct access for test setup and assertions (same effects as the API) ----
+
+  type(plural: string, group = ""): ResourceType {
+    const t = this.types.find((x) => x.plural === plural && x.group === group);
+    if (!t) throw new Error(`unknown resource ${group}/${plural}`);
+    return t;
+  }
+
+  put(plural: string, obj: Obj, group = ""): Obj {
+    const t = this.type(plural, group);
+    const key = this.objKey(t, obj.metadata.namespace, obj.metadata.name);
+    const exists = this.store.get(this.typeKey(t))!.has(key);
+    return this.write(t, key, obj, exists ? "MODIFIED" : "ADDED");
+  }
+
+  get(plural: string, name: string, namespace?: string, group = ""): Obj | undefined {
+    const t = this.type(plural, group);
+    return structuredClone(this.store.get(this.typeKey(t))!.get(this.objKey(t, namespace, name)));
+  }
+
+  list(plural: string, group = ""): Obj[] {
+    return [...this.store.get(this.typeKey(this.type(plural, group)))!.values()].map((o) => structuredClone(o));
+  }
+
+  remove(plural: string, name: string, namespace?: string, group = ""): void {
+    const t = this.type(plural, group);
+    const key = this.objKey(t, namespace, name);
+    const o = this.store.get(this.typeKey(t))!.get(key);
+    if (!o) return;
+    this.store.get(this.typeKey(t))!.delete(key);
+    this.emit(t, { type: "DELETED", object: { ...o, metadata: { ...o.metadata, resourceVersion: String(++this.rv) } }, rv: this.rv });
+  }
+
+  // ---- internals ----
+
+  private typeKey(t: ResourceType): string { return `${t.group}/${t.plural}`; }
+  private objKey(t: ResourceType, ns: string | undefined, name: string): string { return t.namespaced ? `${ns ?? "default"}/${name}` : name; }
+
+  private write(t: ResourceType, key: string, obj: Obj, type: "ADDED" | "MODIFIED"): Obj {
+    const prev = this.store.get(this.typeKey(t))!.get(key);
+    const o = structuredClone(obj);
+    o.apiVersion = t.group ? `${t.group}/${t.version}` : t.version;
+    o.kind = t.kind;
+    o.metadata = { ...o.metadata };
+    o.metadata.uid = prev?.metadata.uid ?? o.metadata.uid ?? randomUUID();
+    o.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? o.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    if (!t.namespaced) delete o.metadata.namespace;
+    else o.metadata.namespace ??= "default";
+    o.metadata.resourceVersion = String(++this.rv);
+    this.store.get(this.typeKey(t))!.set(key, o);
+    this.emit(t, { type, object: o, rv: this.rv });
+    return structuredClone(o);
+  }
+
+  private emit(t: ResourceType, ev: WatchEvent): void {
+    const h = this.history.get(this.typeKey(t))!;
+    h.push(ev);
+    if (h.length > 1000) h.shift();
+    for (const w of this.watchers) {
+      if (w.type !== t) continue;
+      if (w.ns && ev.object.metadata.namespace !== w.ns) continue;
+      if (!w.match(ev.object)) continue;
+      w.res.write(JSON.stringify({ type: ev.type, object: ev.object }) + "\n");
+    }
+  }
+
+  private route(path: string): { t: ResourceType; ns?: string; name?: string; sub?: string } | undefined {
+    const parts = path.split("/").filter(Boolean);
+    let group = "";
+    let version: string;
+    let rest: string[];
+    if (parts[0] === "api") { version = parts[1]!; rest = parts.slice(2); }
+    else if (parts[0] === "apis") { group = parts[1]!; version = parts[2]!; rest = parts.slice(3); }
+    else return undefined;
+    let ns: string | undefined;
+    if (rest[0] === "namespaces" && rest.length >= 3) { ns = rest[1]; rest = rest.slice(2); }
+    const t = this.types.find((x) => x.group === group && x.version === version && x.plural === rest[0]);
+    if (!t) return undefined;
+    return { t, ...(ns ? { ns } : {}), ...(rest[1] ? { name: rest[1] } : {}), ...(rest[2] ? { sub: rest[2] } : {}) };
+  }
+
+  private matcher(q: URLSearchParams): (o: Obj) => boolean {
+    const labels = parseSelector(q.get("labelSelector"));
+    const fields = parseSelector(q.get("fieldSelector"));
+    return (o) => labels.every(([k, v, neg]) => ((o.metadata.labels?.[k] ?? undefined) === v) !== neg)
+      && fields.every(([k, v, neg]) => (fieldValue(o, k) === v) !== neg);
+  }
+
+  private async body(req: IncomingMessage): Promise<any> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString("utf8");
+    return text ? JSON.parse(text) : undefined;
+  }
+
+  private send(res: ServerResponse, code: number, body: unknown): void {
+    res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(body));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const u = new URL(req.url ?? "/", "http://x");
+    this.requests.push(`${req.method} ${u.pathname}`);
+    const r = this.route(u.pathname);
+    if (!r) { this.send(res, 404, status(404, "NotFound", `the server could not find the requested resource ${u.pathname}`)); return; }
+    const { t, ns, name } = r;
+    const bucket = this.store.get(this.typeKey(t))!;
+    try {
+      switch (req.method) {
+        case "GET": {
+          if (name) {
+            const o = bucket.get(this.objKey(t, ns, name));
+            if (!o) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
+            this.send(res, 200, o);
+            return;
+          }
+          const match = this.matcher(u.searchParams);
+          if (u.searchParams.get("watch") === "true" || u.searchParams.get("watch") === "1") { this.watch(req, res, t, ns, match, u.searchParams); return; }
+          const items = [...bucket.values()].filter((o) => (!ns || o.metadata.namespace === ns) && match(o));
+          this.send(res, 200, { apiVersion: t.group ? `${t.group}/${t.version}` : t.version, kind: `${t.kind}List`, metadata: { resourceVersion: String(this.rv) }, items });
+          return;
+        }
+        case "POST": {
+          const o = (await this.body(req)) as Obj;
+          o.metadata ??= {};
+          if (!o.metadata.name && o.metadata.generateName) o.metadata.name = o.metadata.generateName + randomUUID().slice(0, 5);
+          if (!o.metadata.name) { this.send(res, 422, status(422, "Invalid", "metadata.name: Required value")); return; }
+          if (t.namespaced) o.metadata.namespace = ns ?? o.metadata.namespace;
+          const key = this.objKey(t, o.metadata.namespace, o.metadata.name);
+          if (bucket.has(key)) { this.send(res, 409, status(409, "AlreadyExists", `${t.plural} "${o.metadata.name}" already exists`)); return; }
+          delete o.metadata.resourceVersion;
+          this.send(res, 201, this.write(t, key, o, "ADDED"));
+          return;
+        }
+        case "PUT": {
+          const o = (await this.body(req)) as Obj;
+          const key = this.objKey(t, ns, name!);
+          const cur = bucket.get(key);
+          if (!cur) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
+          if (o.metadata?.resourceVersion && o.metadata.resourceVersion !== cur.metadata.resourceVersion) {
+            this.send(res, 409, status(409, "Conflict", `Operation cannot be fulfilled on ${t.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
+            return;
+          }
+          this.send(res, 200, this.write(t, key, { ...o, metadata: { ...o.metadata, namespace: ns } }, "MODIFIED"));
+          return;
+        }
+        case "PATCH": {
+          const key = this.objKey(t, ns, name!);
+          const cur = bucket.get(key);
+          if (!cur) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
+          const ct = (req.headers["content-type"] ?? "").split(";")[0]!.trim();
+          const patch = await this.body(req);
+          let next: Obj;
+          if (ct === "application/json-patch+json") next = jsonpatch.applyPatch(structuredClone(cur), patch, true, false).newDocument;
+          else if (ct === "application/merge-patch+json") next = mergePatch(cur, patch, false);
+          else if (ct === "application/strategic-merge-patch+json") next = mergePatch(cur, patch, true);
+          else { this.send(res, 415, status(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got ${ct})`)); return; }
+          if (patch?.metadata?.resourceVersion && patch.metadata.resourceVersion !== cur.metadata.resourceVersion) {
+            this.send(res, 409, status(409, "Conflict", "the object has been modified")); return;
+          }
+          this.send(res, 200, this.write(t, key, next, "MODIFIED"));
+          return;
+        }
+        case "DELETE": {
+          const key = this.objKey(t, ns, name!);
+          const cur = bucket.get(key);
+          if (!cur) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
+          this.remove(t.plural, name!, ns, t.group);
+          this.send(res, 200, cur);
+          return;
+        }
+        default:
+          this.send(res, 405, status(405, "MethodNotAllowed", `${req.method} is not supported`));
+      }
+    } catch (err) {
+      this.send(res, 400, status(400, "BadRequest", (err as Error).message));
+    }
+  }
+
+  private watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, match: (o: Obj) => boolean, q: URLSearchParams): void {
+    res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+    const from = Number(q.get("resourceVersion") ?? "0");
+    const hist = this.history.get(this.typeKey(t))!;
+    const oldest = hist.length > 0 ? hist[0]!.rv : this.rv + 1;
+    if (from > 0 && from < oldest - 1 && from < this.rv) {
+      // The requested version is older than the history kept: 410 Gone, as etcd compaction gives.
+      res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${oldest - 1})`) }) + "\n");
+      return;
+    }
+    const w: Watcher = { res, type: t, ...(ns ? { ns } : {}), match };
+    if (from > 0) {
+      for (const ev of hist) if (ev.rv > from && (!ns || ev.object.metadata.namespace === ns) && match(ev.object)) res.write(JSON.stringify({ type: ev.type, object: ev.object }) + "\n");
+    } else {
+      // resourceVersion unset or 0: synthetic ADDED for the current state, then live events.
+      for (const o of this.store.get(this.typeKey(t))!.values()) if ((!ns || o.metadata.namespace === ns) && match(o)) res.write(JSON.stringify({ type: "ADDED", object: o }) + "\n");
+    }
+    if (q.get("allowWatchBookmarks") === "true") {
+      w.bookmarks = setInterval(() => {
+        res.write(JSON.stringify({ type: "BOOKMARK", object: { kind: t.kind, apiVersion: t.group ? `${t.group}/${t.version}` : t.version, metadata: { resourceVersion: String(this.rv) } } }) + "\n");
+      }, this.bookmarkIntervalMs);
+    }
+    this.watchers.add(w);
+    const done = () => { if (w.bookmarks) clearInterval(w.bookmarks); this.watchers.delete(w); };
+    req.on("close", done);
+    res.on("close", done);
+  }
+}
