@@ -9,6 +9,7 @@ import type { NamespaceSource, PullSecretSource } from "../admission/handler.js"
 import { ImageCacheIndex } from "../imagecache/policy.js";
 import { imageCacheSpecOf, type ImageCacheObject } from "../imagecache/object.js";
 import { startInformer, type ManagedInformer } from "./informer.js";
+import { startImageCacheEvents } from "../imagecache/events.js";
 
 export interface KubeSources {
   pullSecrets: PullSecretSource;
@@ -71,6 +72,7 @@ export async function startKubeSources(config: Config, logger: Logger, metrics: 
         },
       });
     informers.push(ic as never);
+    if (config.imageCache.events) informers.push(startImageCacheEvents(kc, logger) as never);
   }
 
   return {

@@ -7,3 +7,5 @@ export const ANNOTATION_USE_IMAGE_CACHE = "eks.tke.cloud.tencent.com/use-image-c
 export const ANNOTATION_MIRROR_POD = "kubernetes.io/config.mirror";
 /** Label on apparate's own pods; the webhook configuration's objectSelector excludes them. */
 export const LABEL_COMPONENT = "app.kubernetes.io/part-of";
+/** Pod label with the image-cache outcome; the event emitter watches pods by it. */
+export const LABEL_IMAGE_CACHE = "apparate.io/image-cache";

@@ -28,6 +28,10 @@ export function applyPlan(pod: PodLike, plan: Plan): PodLike {
       }
     }
   }
+  if (Object.keys(plan.labels).length > 0) {
+    const meta = (out.metadata ??= {});
+    meta.labels = { ...(meta.labels ?? {}), ...plan.labels };
+  }
   const ann: Record<string, string> = { ...plan.annotations };
   if (plan.originalImages) ann[ANNOTATION_ORIGINAL_IMAGES] = JSON.stringify(plan.originalImages);
   if (Object.keys(ann).length > 0) {

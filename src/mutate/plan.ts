@@ -12,7 +12,7 @@ import { isUsable, type ImageCacheView } from "../imagecache/policy.js";
 import { matchRule } from "./rules.js";
 import {
   ANNOTATION_ACTIONS, ANNOTATION_IMAGE_CACHE_MATCH, ANNOTATION_INJECT, ANNOTATION_MIRROR_POD, ANNOTATION_ORIGINAL_IMAGES,
-  ANNOTATION_USE_IMAGE_CACHE,
+  ANNOTATION_USE_IMAGE_CACHE, LABEL_IMAGE_CACHE,
 } from "./annotations.js";
 import { CONTAINER_KINDS, containerKey, type ContainerKind, type PodLike } from "./pod.js";
 
@@ -70,6 +70,8 @@ export interface Plan {
   originalImages?: Record<string, string>;
   /** Annotations to set on the pod. */
   annotations: Record<string, string>;
+  /** Labels to set on the pod (the image-cache outcome, so a label-selected watch can emit events). */
+  labels: Record<string, string>;
   warnings: string[];
   imageCache?: ImageCacheDecision;
 }
@@ -250,7 +252,7 @@ const SHORT = (s: string) => (s.length > 100 ? s.slice(0, 100) + "…" : s);
 
 export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
   const scope = scopeOf(input, config);
-  if (scope.skipped) return { skipped: scope.skipped, containers: [], annotations: {}, warnings: [] };
+  if (scope.skipped) return { skipped: scope.skipped, containers: [], annotations: {}, labels: {}, warnings: [] };
 
   const analysed = analyse(input, config);
   const { key: labelKey, value: labelValue } = { key: config.acceleration.placement.nodeLabelKey, value: config.acceleration.placement.nodeLabelValue };
@@ -316,6 +318,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
     annotations[ANNOTATION_ACTIONS] = [...counts].map(([k, n]) => `${k}=${n}`).concat(placement ? [`placement=${placement.mode}`] : []).join(",");
   }
   const warnings: string[] = decisions.filter((d) => d.warn).map((d) => `apparate: ${d.kind === "containers" ? "container" : d.kind === "initContainers" ? "init container" : "ephemeral container"} ${d.name}: ${d.reason}`);
+  const labels: Record<string, string> = {};
   let imageCache: ImageCacheDecision | undefined;
   if (config.imageCache.enabled && facts.imageCaches && !isEphemeral) {
     // Matched against the images the pod will pull, after apparate's own changes.
@@ -331,6 +334,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
       });
     }
     warnings.push(`apparate: image cache: ${imageCache.reason}`);
+    if (input.pod.metadata?.labels?.[LABEL_IMAGE_CACHE] !== imageCache.result) labels[LABEL_IMAGE_CACHE] = imageCache.result;
   }
   return {
     containers: decisions,
@@ -338,6 +342,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
     ...(placement ? { placement } : {}),
     ...(originalImages ? { originalImages } : {}),
     annotations,
+    labels,
     warnings,
   };
 }

@@ -33,13 +33,16 @@ function status(code: number, reason: string, message: string) {
   return { apiVersion: "v1", kind: "Status", metadata: {}, status: "Failure", message, reason, code };
 }
 
-function parseSelector(sel: string | null): Array<[string, string, boolean]> {
-  if (!sel) return [];
-  return sel.split(",").filter(Boolean).map((term) => {
-    const neg = term.includes("!=");
-    const [k, v] = term.split(neg ? "!=" : term.includes("==") ? "==" : "=") as [string, string];
-    return [k.trim(), (v ?? "").trim(), neg];
+/** Equality, inequality and existence terms ("a=b", "a!=b", "a", "!a"), comma-joined. */
+function parseSelector(sel: string | null, get: (o: Obj, k: string) => string | undefined): (o: Obj) => boolean {
+  if (!sel) return () => true;
+  const terms = sel.split(",").filter(Boolean).map((term): ((o: Obj) => boolean) => {
+    if (term.includes("!=")) { const [k, v] = term.split("!=") as [string, string]; return (o) => get(o, k.trim()) !== v.trim(); }
+    if (term.includes("=")) { const [k, v] = term.split(term.includes("==") ? "==" : "=") as [string, string]; return (o) => get(o, k.trim()) === v.trim(); }
+    if (term.startsWith("!")) return (o) => get(o, term.slice(1).trim()) === undefined;
+    return (o) => get(o, term.trim()) !== undefined;
   });
+  return (o) => terms.every((t) => t(o));
 }
 
 function fieldValue(o: Obj, path: string): string | undefined {
@@ -79,6 +82,8 @@ export class KubeApiStandIn {
   /** Requests by "VERB path" (without query), for assertions. */
   readonly requests: string[] = [];
   bookmarkIntervalMs = 200;
+  /** Watches answered with 410 Gone. */
+  goneCount = 0;
 
   constructor(extraTypes: ResourceType[] = [], private readonly tls?: { cert: string; key: string }) {
     this.types = [...BUILTIN_TYPES, ...extraTypes];
@@ -210,10 +215,9 @@ export class KubeApiStandIn {
   }
 
   private matcher(q: URLSearchParams): (o: Obj) => boolean {
-    const labels = parseSelector(q.get("labelSelector"));
-    const fields = parseSelector(q.get("fieldSelector"));
-    return (o) => labels.every(([k, v, neg]) => ((o.metadata.labels?.[k] ?? undefined) === v) !== neg)
-      && fields.every(([k, v, neg]) => (fieldValue(o, k) === v) !== neg);
+    const labels = parseSelector(q.get("labelSelector"), (o, k) => o.metadata.labels?.[k]);
+    const fields = parseSelector(q.get("fieldSelector"), fieldValue);
+    return (o) => labels(o) && fields(o);
   }
 
   private async body(req: IncomingMessage): Promise<any> {
@@ -308,11 +312,13 @@ export class KubeApiStandIn {
 
   private watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, match: (o: Obj) => boolean, q: URLSearchParams): void {
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+    res.flushHeaders();
     const from = Number(q.get("resourceVersion") ?? "0");
     const hist = this.history.get(this.typeKey(t))!;
     const oldest = hist.length > 0 ? hist[0]!.rv : this.rv + 1;
     if (from > 0 && from < oldest - 1 && from < this.rv) {
       // The requested version is older than the history kept: 410 Gone, as etcd compaction gives.
+      this.goneCount++;
       res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${oldest - 1})`) }) + "\n");
       return;
     }
