@@ -11,7 +11,8 @@ import { Metrics } from "./observability/metrics.js";
 import { createRegistryStack } from "./registry/stack.js";
 import { createCA, issueServing } from "./tls/certificates.js";
 import type { ServingMaterial } from "./tls/settings.js";
-import { startKubeSources, type KubeSources } from "./kube/sources.js";
+import { loadKubeConfig, startKubeSources, type KubeSources } from "./kube/sources.js";
+import { TlsManager } from "./tls/manager.js";
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -28,6 +29,7 @@ export async function serve(argv: string[]): Promise<number> {
       config: { type: "string" }, port: { type: "string" }, "metrics-port": { type: "string" }, host: { type: "string" },
       "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "self-signed-ca-out": { type: "string" },
       kube: { type: "boolean", default: false },
+      "tls-secret": { type: "string" }, service: { type: "string" }, "webhook-config": { type: "string" },
     },
   });
   const logger = createLogger();
@@ -48,7 +50,22 @@ export async function serve(argv: string[]): Promise<number> {
   const certFile = values["tls-cert"] ?? process.env.TLS_CERT_FILE;
   const keyFile = values["tls-key"] ?? process.env.TLS_KEY_FILE;
   let tls: ServingMaterial;
-  if (certFile && keyFile) {
+  // Self-managed mode: the CA and serving certificate live in a Secret this process maintains.
+  const tlsSecret = values["tls-secret"] ?? process.env.TLS_SECRET_NAME;
+  let tlsManager: TlsManager | undefined;
+  let onTls: ((m: ServingMaterial) => void) | undefined;
+  if (tlsSecret) {
+    const namespace = process.env.POD_NAMESPACE ?? config.releaseNamespace;
+    tlsManager = new TlsManager(loadKubeConfig(), {
+      namespace, secretName: tlsSecret,
+      serviceName: values.service ?? process.env.SERVICE_NAME ?? "apparate",
+      webhookConfigName: values["webhook-config"] ?? process.env.WEBHOOK_CONFIG_NAME ?? "apparate",
+      checkIntervalMs: 3_600_000,
+      onChange: (m) => onTls?.(m),
+    }, logger);
+    await tlsManager.start();
+    tls = tlsManager.material!;
+  } else if (certFile && keyFile) {
     tls = { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
   } else if (values["self-signed-ca-out"]) {
     const ca = createCA("apparate local CA", 30);
@@ -78,8 +95,9 @@ export async function serve(argv: string[]): Promise<number> {
   };
   const app = await buildAdmissionServer({ deps, tls, readiness });
   const ops = await buildOpsServer(deps, readiness);
+  onTls = (m) => { swapCertificate(app, m); tls = m; logger.info("serving certificate swapped in place"); };
 
-  if (certFile && keyFile) {
+  if (!tlsManager && certFile && keyFile) {
     // Mounted Secrets change by symlink swap; polling sees it where inotify may not.
     const reload = () => {
       try {
@@ -108,6 +126,7 @@ export async function serve(argv: string[]): Promise<number> {
       // close() stops accepting and waits for in-flight requests to finish.
       await Promise.allSettled([app.close(), ops.close()]);
       kube?.stop();
+      tlsManager?.stop();
       await stack.close();
       resolve();
     };

@@ -8,6 +8,8 @@ export interface ManagedInformer<T extends KubernetesObject> {
   readonly informer: ListWatch<T>;
   readonly name: string;
   synced(): boolean;
+  /** Resolves once the first list has been loaded (or after timeoutMs, with false). */
+  whenSynced(timeoutMs: number): Promise<boolean>;
   connected(): boolean;
   stop(): void;
 }
@@ -47,6 +49,11 @@ export function startInformer<T extends KubernetesObject>(
   return {
     informer, name,
     synced: () => synced,
+    whenSynced: async (timeoutMs) => {
+      const end = Date.now() + timeoutMs;
+      while (!synced && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      return synced;
+    },
     connected: () => connected,
     stop: () => { stopped = true; if (timer) clearTimeout(timer); void informer.stop(); },
   };
