@@ -58,6 +58,7 @@ export async function serve(argv: string[]): Promise<number> {
     const namespace = process.env.POD_NAMESPACE ?? config.releaseNamespace;
     tlsManager = new TlsManager(loadKubeConfig(), {
       namespace, secretName: tlsSecret,
+      mode: process.env.TLS_SECRET_MODE === "external" ? "external" : "managed",
       serviceName: values.service ?? process.env.SERVICE_NAME ?? "apparate",
       webhookConfigName: values["webhook-config"] ?? process.env.WEBHOOK_CONFIG_NAME ?? "apparate",
       checkIntervalMs: 3_600_000,

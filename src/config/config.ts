@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { ApparateError } from "../errors.js";
-import { isValidDomain } from "../image/reference.js";
+import { isValidDomain, parseReference } from "../image/reference.js";
 import { configSchema, type RawConfig } from "./schema.js";
 
 export class ConfigError extends ApparateError {}
@@ -26,8 +26,11 @@ export interface Config extends Omit<RawConfig, "namespaces" | "acceleration" | 
     anyRegistry: boolean;
     rules: readonly CompiledRule[];
   };
-  rewrite: { registries: ReadonlyMap<string, string> };
+  rewrite: { registries: ReadonlyMap<string, RewriteTarget> };
 }
+
+/** Where a registry's images go: a host, and an optional path prefix (a Harbor proxy-cache project). */
+export interface RewriteTarget { domain: string; prefix: string }
 
 /** Namespaces apparate never mutates, whatever the configuration says. */
 export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
@@ -97,14 +100,20 @@ export function compileConfig(doc: unknown, source = "config"): Config {
     ...(r.tag !== undefined ? { tag: new RegExp(`^(?:${r.tag})$`) } : {}),
   }));
 
-  const rewrite = new Map<string, string>();
+  const rewrite = new Map<string, RewriteTarget>();
   for (const [from, to] of Object.entries(c.rewrite.registries)) {
     const f = normaliseRegistryHost(from);
     const t = normaliseRegistryHost(to);
-    if (!isValidDomain(f) || !isValidDomain(t)) {
-      throw new ConfigError("config-invalid", `${source}: rewrite.registries.${from}: ${JSON.stringify(to)} is not a registry host mapping`, { from, to });
+    const slash = t.indexOf("/");
+    const target = { domain: slash < 0 ? t : t.slice(0, slash), prefix: slash < 0 ? "" : t.slice(slash + 1) };
+    let ok = isValidDomain(f) && isValidDomain(target.domain);
+    if (ok && target.prefix) {
+      try { parseReference(`${target.domain}/${target.prefix}/x`); } catch { ok = false; }
     }
-    rewrite.set(f, t);
+    if (!ok) {
+      throw new ConfigError("config-invalid", `${source}: rewrite.registries.${from}: ${JSON.stringify(to)} is not a registry host mapping (host[:port][/path])`, { from, to });
+    }
+    rewrite.set(f, target);
   }
   return Object.freeze({
     ...c,

@@ -245,7 +245,8 @@ function rewriteHost(ref: ImageReference, config: Config): ImageReference | unde
   if (to === undefined) return undefined;
   // A mirror must be asked for the tag the runtime would pull: no tag means latest.
   const tagged = ref.tag === undefined && ref.digest === undefined ? withTag(ref, DEFAULT_TAG) : ref;
-  return withDomain(tagged, to);
+  const moved = withDomain(tagged, to.domain);
+  return to.prefix ? { ...moved, path: `${to.prefix}/${moved.path}` } : moved;
 }
 
 const SHORT = (s: string) => (s.length > 100 ? s.slice(0, 100) + "…" : s);

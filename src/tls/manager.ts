@@ -18,6 +18,8 @@ import type { ServingMaterial } from "./settings.js";
 export class TlsError extends ApparateError {}
 
 export interface TlsManagerOptions {
+  /** managed: apparate creates and rotates the Secret; external: the Secret is the user's, only read and watched. */
+  mode?: "managed" | "external";
   namespace: string;
   secretName: string;
   serviceName: string;
@@ -134,6 +136,15 @@ export class TlsManager {
 
   private async reconcileOnce(): Promise<void> {
     const { namespace, secretName } = this.opts;
+    if (this.opts.mode === "external") {
+      const secret = await this.core.readNamespacedSecret({ name: secretName, namespace });
+      const d = secret.data ?? {};
+      const serving = { cert: unb64(d["tls.crt"]), key: unb64(d["tls.key"]) };
+      const ca = unb64(d["ca.crt"]);
+      if (!serving.cert || !serving.key || !ca) throw new TlsError("tls-secret-incomplete", `Secret ${namespace}/${secretName} needs tls.crt, tls.key and ca.crt`, secretName);
+      await this.publish({ ca: { cert: ca, key: "" }, serving, bundle: ca });
+      return;
+    }
     for (let attempt = 0; attempt < 5; attempt++) {
       let secret: V1Secret | undefined;
       try {

@@ -19,7 +19,7 @@ describe("config", () => {
   it("normalises Docker Hub's names in registry lists and rewrites", () => {
     const c = compileConfig({ acceleration: { registries: ["index.docker.io", "https://ccr.ccs.tencentyun.com/"] }, rewrite: { registries: { "registry-1.docker.io": "mirror.ccs.tencentyun.com" } } });
     expect([...c.acceleration.registries]).toEqual(["docker.io", "ccr.ccs.tencentyun.com"]);
-    expect(c.rewrite.registries.get("docker.io")).toBe("mirror.ccs.tencentyun.com");
+    expect(c.rewrite.registries.get("docker.io")).toEqual({ domain: "mirror.ccs.tencentyun.com", prefix: "" });
   });
 
   it.each([

@@ -125,7 +125,7 @@ describe("placement", () => {
 describe("registry host rewrite (seed 004) and how it composes with the swap", () => {
   const cfg = compileConfig({
     acceleration: { registries: ["quay.io"] },
-    rewrite: { registries: { "quay.io": "quay.tencentcloudcr.com", "docker.io": "mirror.ccs.tencentyun.com" } },
+    rewrite: { registries: { "quay.io": "quay.tencentcloudcr.com", "docker.io": "mirror.ccs.tencentyun.com", "ghcr.io": "harbor.example.com/ghcr-proxy" } },
   });
   it.each([
     ["nginx", [], "mirror.ccs.tencentyun.com/library/nginx:latest", "rewritten"],
@@ -134,6 +134,7 @@ describe("registry host rewrite (seed 004) and how it composes with the swap", (
     ["quay.io/coreos/etcd:v3.5.0", ["quay.io/coreos/etcd:v3.5.0-apparate"], "quay.tencentcloudcr.com/coreos/etcd:v3.5.0-apparate", "accelerated+rewritten"],
     ["quay.io/coreos/etcd:v3.5.1", [], "quay.tencentcloudcr.com/coreos/etcd:v3.5.1", "rewritten"],
     ["gcr.io/distroless/static:nonroot", [], "gcr.io/distroless/static:nonroot", "not-eligible"],
+    ["ghcr.io/org/tool:2", [], "harbor.example.com/ghcr-proxy/org/tool:2", "rewritten"],
   ])("%s -> %s", (image, exists, result, outcome) => {
     const pod = webPod({ initContainers: [], containers: [{ name: "c", image }] });
     const { p, patched } = run(pod, exists, {}, cfg);
