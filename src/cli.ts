@@ -23,6 +23,8 @@ commands:
   explain -f POD.yaml         show what the webhook would do to a pod, and the patch
   check-image REF             does an image match the acceleration rules (seed 000 "validate rule")
   node-agent                  configure containerd and the snapshotter on this node
+  cleanup                     uninstall hook: remove the webhook configuration, wait for nodes
+  selftest                    helm test: readiness and one review over HTTPS
 
 common options:
   --config FILE               configuration file (default: $APPARATE_CONFIG or built-in defaults)
@@ -106,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
     case "serve": { const { serve } = await import("./serve.js"); return serve(rest); }
     case "explain": return explain(rest);
     case "check-image": return checkImage(rest);
+    case "cleanup": { const { cleanup } = await import("./ops.js"); return cleanup(rest); }
+    case "selftest": { const { selftest } = await import("./ops.js"); return selftest(rest); }
     case "node-agent": { const { nodeAgentMain } = await import("./nodeagent/main.js"); return nodeAgentMain(rest); }
     case undefined: case "-h": case "--help": case "help": process.stdout.write(USAGE); return cmd ? 0 : 2;
     default: process.stderr.write(`apparate: unknown command ${JSON.stringify(cmd)}\n${USAGE}`); return 2;
