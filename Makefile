@@ -20,7 +20,7 @@ deps: $(NPM_STAMP)
 	@bash deploy/demo/install-deps.sh
 
 build: $(NPM_STAMP)
-	npx tsc -p tsconfig.json
+	npm run -s build
 
 typecheck: $(NPM_STAMP)
 	npx tsc -p tsconfig.test.json

@@ -1,5 +1,107 @@
-// `apparate node-agent`: not implemented in this release (see the README's status).
-export async function nodeAgentMain(_argv: string[]): Promise<number> {
-  process.stderr.write("apparate node-agent: not available in this release; see README \"Status\"\n");
-  return 2;
+// `apparate node-agent`: runs in the privileged DaemonSet pod (see the chart for why).
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Ajv } from "ajv";
+import { parse as parseYaml } from "yaml";
+import { ConfigError } from "../config/config.js";
+import { createLogger } from "../observability/logger.js";
+import { loadKubeConfig } from "../kube/sources.js";
+import { NodeAgent } from "./agent.js";
+import { checkSnapshotter } from "./health.js";
+import { Installer } from "./installer.js";
+import { NodeLabeler } from "./label.js";
+import { HostContainerd } from "./runtime.js";
+import { SystemdSnapshotter } from "./service.js";
+
+const schema = {
+  type: "object", additionalProperties: false,
+  properties: {
+    mirrors: { type: "object", additionalProperties: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] }, default: {} },
+    containerdConfig: { type: "string", pattern: "^/", default: "/etc/containerd/config.toml" },
+    certsDir: { type: "string", pattern: "^/", default: "/etc/containerd/certs.d" },
+    nodeLabelKey: { type: "string", default: "cloud.tencent.com/apparate" },
+    nodeLabelValue: { type: "string", default: "true" },
+    healthCheckSeconds: { type: "integer", minimum: 1, default: 10 },
+    unhealthyThreshold: { type: "integer", minimum: 1, default: 3 },
+    dockerConfigFile: { type: "string" },
+    plainHttp: { type: "array", items: { type: "string" }, default: [] },
+    snapshotterSocket: { type: "string", default: "/run/apparate-stargz/stargz.sock" },
+    snapshotterRoot: { type: "string", default: "/var/lib/apparate-stargz" },
+    snapshotterConfigDir: { type: "string", default: "/etc/apparate-stargz" },
+    snapshotterBinary: { type: "string", default: "/opt/apparate/bin/containerd-stargz-grpc" },
+  },
+} as const;
+
+export interface NodeAgentConfig {
+  mirrors: Record<string, string | string[]>;
+  containerdConfig: string; certsDir: string; nodeLabelKey: string; nodeLabelValue: string;
+  healthCheckSeconds: number; unhealthyThreshold: number; dockerConfigFile?: string; plainHttp: string[];
+  snapshotterSocket: string; snapshotterRoot: string; snapshotterConfigDir: string; snapshotterBinary: string;
+}
+
+const validate = new Ajv({ useDefaults: true, allErrors: true }).compile(schema);
+
+export function loadNodeAgentConfig(path: string | undefined): NodeAgentConfig {
+  const doc = (path ? parseYaml(readFileSync(path, "utf8")) : {}) ?? {};
+  if (!validate(doc)) {
+    const e = validate.errors![0]!;
+    throw new ConfigError("config-invalid", `${path}: ${e.instancePath.slice(1).replace(/\//g, ".") || "(root)"} ${e.message} (got ${JSON.stringify(e.params)})`, doc);
+  }
+  return doc as unknown as NodeAgentConfig;
+}
+
+export const mirrorList = (m: Record<string, string | string[]>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Array.isArray(v) ? v : [v]]));
+
+export async function nodeAgentMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: {
+    config: { type: "string" }, uninstall: { type: "boolean", default: false }, check: { type: "boolean", default: false },
+    "then-wait": { type: "boolean", default: false },
+  } });
+  const cfg = loadNodeAgentConfig(values.config);
+  const logger = createLogger({ name: "apparate-node-agent" });
+  const hostRoot = process.env.APPARATE_HOST_ROOT ?? "";
+  if (values.check) {
+    const h = await checkSnapshotter(`${hostRoot}${cfg.snapshotterSocket}`);
+    process.stdout.write(`${h.healthy ? "healthy" : "unhealthy"}${h.reason ? `: ${h.reason}` : ""}\n`);
+    return h.healthy ? 0 : 1;
+  }
+  const node = process.env.NODE_NAME;
+  const runtime = new HostContainerd({ hostPid: Boolean(hostRoot) });
+  const dockerConfigDir = cfg.dockerConfigFile ? `${cfg.snapshotterConfigDir}/docker` : undefined;
+  if (cfg.dockerConfigFile && existsSync(cfg.dockerConfigFile)) {
+    // Credentials for lazy fetches (imagePullSecretsCrs), where the snapshotter's DOCKER_CONFIG points.
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(`${hostRoot}${dockerConfigDir}`, { recursive: true, mode: 0o700 });
+    writeFileSync(`${hostRoot}${dockerConfigDir}/config.json`, readFileSync(cfg.dockerConfigFile), { mode: 0o600 });
+  }
+  const agent = new NodeAgent({
+    installer: new Installer({
+      hostRoot, containerdConfig: cfg.containerdConfig, certsDir: cfg.certsDir, snapshotterSocket: cfg.snapshotterSocket,
+      snapshotterConfigDir: cfg.snapshotterConfigDir, mirrors: mirrorList(cfg.mirrors), plainHttp: cfg.plainHttp,
+    }, runtime, logger),
+    runtime,
+    service: new SystemdSnapshotter({ hostRoot, sourceBinary: cfg.snapshotterBinary, binary: "/usr/local/bin/apparate-stargz-grpc", socket: cfg.snapshotterSocket, root: cfg.snapshotterRoot, configDir: cfg.snapshotterConfigDir, ...(dockerConfigDir ? { dockerConfigDir } : {}) }, logger),
+    ...(node ? { labeler: new NodeLabeler(loadKubeConfig(), node, cfg.nodeLabelKey, cfg.nodeLabelValue, logger) } : {}),
+    socket: `${hostRoot}${cfg.snapshotterSocket}`,
+    checkIntervalMs: cfg.healthCheckSeconds * 1000,
+    unhealthyThreshold: cfg.unhealthyThreshold,
+    logger,
+  });
+  if (values.uninstall) {
+    await agent.uninstall();
+    logger.info("node restored");
+    if (values["then-wait"]) {
+      writeFileSync("/tmp/uninstalled", "done\n");
+      await new Promise(() => undefined); // the hook DaemonSet's pod stays Ready until helm deletes it
+    }
+    return 0;
+  }
+  await agent.install();
+  agent.start();
+  await new Promise<void>((resolve) => {
+    // SIGTERM stops supervision only: the snapshotter service and its mounts stay.
+    process.once("SIGTERM", () => { agent.stop(); resolve(); });
+    process.once("SIGINT", () => { agent.stop(); resolve(); });
+  });
+  return 0;
 }

@@ -1,0 +1,101 @@
+// The snapshotter as a service. On nodes it is a systemd unit on the host, so its
+// FUSE mounts outlive a restart of the DaemonSet pod; for tests and local runs the
+// agent supervises it as a child process.
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import type { Logger } from "../observability/logger.js";
+
+const run = promisify(execFile);
+
+export interface SnapshotterService {
+  /** Installs (idempotently) and makes sure it runs. */
+  ensureRunning(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+export const UNIT_NAME = "apparate-stargz.service";
+
+export function renderUnit(o: { binary: string; socket: string; root: string; configDir: string; dockerConfigDir?: string }): string {
+  return `# written by apparate node-agent
+[Unit]
+Description=apparate lazy-loading snapshotter (stargz-snapshotter)
+Before=containerd.service
+After=network.target
+
+[Service]
+Type=simple
+${o.dockerConfigDir ? `Environment=DOCKER_CONFIG=${o.dockerConfigDir}\n` : ""}ExecStart=${o.binary} --address ${o.socket} --root ${o.root} --config ${join(o.configDir, "config.toml")} --log-level info
+Restart=always
+RestartSec=1
+# FUSE mounts live as long as this service, not as long as the agent's pod.
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/** stargz-snapshotter as a systemd unit on the host (through nsenter into PID 1). */
+export class SystemdSnapshotter implements SnapshotterService {
+  constructor(private readonly o: { hostRoot: string; sourceBinary: string; binary: string; socket: string; root: string; configDir: string; dockerConfigDir?: string }, private readonly logger: Logger) {}
+
+  private host(p: string) { return join(this.o.hostRoot || "/", p); }
+  private systemctl(...args: string[]) { return run("nsenter", ["-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "systemctl", ...args]); }
+
+  async ensureRunning(): Promise<void> {
+    const bin = this.host(this.o.binary);
+    mkdirSync(dirname(bin), { recursive: true });
+    copyFileSync(this.o.sourceBinary, `${bin}.new`);
+    chmodSync(`${bin}.new`, 0o755);
+    rmSync(bin, { force: true });
+    copyFileSync(`${bin}.new`, bin);
+    rmSync(`${bin}.new`, { force: true });
+    writeFileSync(this.host(`/etc/systemd/system/${UNIT_NAME}`), renderUnit(this.o));
+    await this.systemctl("daemon-reload");
+    await this.systemctl("enable", "--now", UNIT_NAME);
+  }
+
+  async remove(): Promise<void> {
+    await this.systemctl("disable", "--now", UNIT_NAME).catch((e: Error) => this.logger.warn({ err: e.message }, "cannot stop the snapshotter service"));
+    rmSync(this.host(`/etc/systemd/system/${UNIT_NAME}`), { force: true });
+    rmSync(this.host(this.o.binary), { force: true });
+    await this.systemctl("daemon-reload").catch(() => undefined);
+  }
+}
+
+/** The snapshotter as a supervised child process (tests, local runs). */
+export class ProcessSnapshotter implements SnapshotterService {
+  private child?: ChildProcess;
+  private stopping = false;
+  constructor(private readonly o: { binary: string; args: string[]; socket: string }, private readonly logger: Logger) {}
+
+  async ensureRunning(): Promise<void> {
+    if (this.child && this.child.exitCode === null) return;
+    this.stopping = false;
+    mkdirSync(dirname(this.o.socket), { recursive: true });
+    const child = spawn(this.o.binary, this.o.args, { stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr?.on("data", () => undefined);
+    child.once("exit", (code) => {
+      if (!this.stopping) this.logger.warn({ code }, "snapshotter exited");
+    });
+    this.child = child;
+    for (let i = 0; i < 100 && !existsSync(this.o.socket); i++) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /** Kills it without removal, as a crash would. */
+  kill(): void { this.child?.kill("SIGKILL"); }
+
+  async remove(): Promise<void> {
+    this.stopping = true;
+    const c = this.child;
+    if (c && c.exitCode === null) {
+      const done = new Promise((r) => c.once("exit", r));
+      c.kill("SIGTERM");
+      await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
+      if (c.exitCode === null) c.kill("SIGKILL");
+    }
+    rmSync(this.o.socket, { force: true });
+  }
+}
