@@ -24,7 +24,14 @@ export function checkSnapshotter(socket: string, timeoutMs = 2000): Promise<Heal
     const done = (h: Health) => { if (!settled) { settled = true; client.close(); resolve(h); } };
     const call = (client as any).List({ snapshotter: "stargz", filters: [] }, { deadline: Date.now() + timeoutMs });
     call.on("data", (r: { info?: unknown[] }) => { count += r.info?.length ?? 0; });
-    call.on("error", (e: Error) => done({ healthy: false, reason: `snapshot listing failed: ${e.message}` }));
+    call.on("error", (e: grpc.ServiceError) => {
+      // A fresh snapshotter has no metadata bucket yet and says so: that is an answer.
+      if ((e.code === grpc.status.UNKNOWN || e.code === grpc.status.NOT_FOUND) && /bucket does not exist|not found/.test(e.details ?? e.message)) {
+        done({ healthy: true, snapshots: 0 });
+        return;
+      }
+      done({ healthy: false, reason: `snapshot listing failed: ${e.message}` });
+    });
     call.on("end", () => done({ healthy: true, snapshots: count }));
   });
 }

@@ -69,19 +69,23 @@ export class SystemdSnapshotter implements SnapshotterService {
 export class ProcessSnapshotter implements SnapshotterService {
   private child?: ChildProcess;
   private stopping = false;
-  constructor(private readonly o: { binary: string; args: string[]; socket: string }, private readonly logger: Logger) {}
+  constructor(private readonly o: { binary: string; args: string[]; socket: string; root?: string }, private readonly logger: Logger) {}
 
   async ensureRunning(): Promise<void> {
-    if (this.child && this.child.exitCode === null) return;
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return;
     this.stopping = false;
     mkdirSync(dirname(this.o.socket), { recursive: true });
+    // A killed process leaves its socket behind: wait for the new one, not the stale one.
+    rmSync(this.o.socket, { force: true });
+    if (this.o.root) await detachStaleFuseMounts(this.o.root, this.logger);
     const child = spawn(this.o.binary, this.o.args, { stdio: ["ignore", "ignore", "pipe"] });
-    child.stderr?.on("data", () => undefined);
+    let tail = "";
+    child.stderr?.on("data", (d: Buffer) => { tail = (tail + d.toString()).slice(-2000); });
     child.once("exit", (code) => {
-      if (!this.stopping) this.logger.warn({ code }, "snapshotter exited");
+      if (!this.stopping) this.logger.warn({ code, stderr: tail }, "snapshotter exited");
     });
     this.child = child;
-    for (let i = 0; i < 100 && !existsSync(this.o.socket); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && !existsSync(this.o.socket); i++) await new Promise((r) => setTimeout(r, 50));
   }
 
   /** Kills it without removal, as a crash would. */
@@ -98,4 +102,18 @@ export class ProcessSnapshotter implements SnapshotterService {
     }
     rmSync(this.o.socket, { force: true });
   }
+}
+
+/**
+ * FUSE mounts of a snapshotter that died are dead ("transport endpoint is not
+ * connected") and block the next one's restore: detach them first (umount -l).
+ */
+export async function detachStaleFuseMounts(root: string, logger: Logger): Promise<number> {
+  const { readFileSync } = await import("node:fs");
+  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")).filter((f) => f[1]?.startsWith(root) && f[2]?.startsWith("fuse"));
+  for (const m of mounts) {
+    await run("umount", ["-l", m[1]!]).catch((e: Error) => logger.warn({ mount: m[1], err: e.message }, "cannot detach a stale FUSE mount"));
+  }
+  if (mounts.length > 0) logger.info({ count: mounts.length }, "detached stale FUSE mounts of a previous snapshotter");
+  return mounts.length;
 }
