@@ -35,7 +35,7 @@ test: deps build typecheck helm
 	npx vitest run
 
 bench: deps build
-	node --expose-gc dist/bench/run.js
+	npm run -s bench
 
 manifests: helm
 	@bash deploy/render-manifests.sh
