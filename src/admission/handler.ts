@@ -1,11 +1,12 @@
 // One AdmissionReview, end to end: validate, gather facts under one deadline,
 // plan (pure), patch. Never denies a pod; on its own trouble it answers "allowed"
 // with no patch (fail open) and says why in a warning.
+import { setMaxListeners } from "node:events";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { toPatch } from "../mutate/patch.js";
-import { candidatesOf, plan, type Facts, type PlanInput } from "../mutate/plan.js";
+import { analysePod, plan, type Facts, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
 import type { PodLike } from "../mutate/pod.js";
 import type { Credential, Keyring } from "../registry/credentials.js";
 import type { TagLookup } from "../registry/resolver.js";
@@ -43,16 +44,29 @@ export function credentialsFor(pod: PodLike, namespace: string, domain: string, 
   return out;
 }
 
-export async function gatherFacts(input: PlanInput, deps: HandlerDeps, signal: AbortSignal): Promise<Facts> {
-  const candidates = candidatesOf(input, deps.config);
+/**
+ * Registry answers for the pod's candidates. Cached answers are taken without I/O;
+ * only when something must be asked does the review's deadline start to matter.
+ */
+export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps: HandlerDeps): Promise<Facts> {
   const lookups = new Map<string, LookupResult>();
-  await Promise.all(candidates.map(async (c) => {
-    if (lookups.has(c.key)) return;
+  const missing: Array<{ c: PodAnalysis["candidates"][number]; creds: Credential[] }> = [];
+  for (const c of analysis.candidates) {
+    if (lookups.has(c.key)) continue;
     const creds = credentialsFor(input.pod, input.namespace, c.accelerated.domain, c.accelerated.path, deps);
-    const r = await deps.lookup.lookup(c.accelerated, creds, signal);
-    if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
-    lookups.set(c.key, r);
-  }));
+    const hit = deps.lookup.peek?.(c.accelerated, creds);
+    if (hit) lookups.set(c.key, hit); else missing.push({ c, creds });
+  }
+  if (missing.length > 0) {
+    const signal = AbortSignal.timeout(deps.config.admission.deadlineMs);
+    // One listener per lookup: a pod with many containers is not a leak.
+    setMaxListeners(0, signal);
+    await Promise.all(missing.map(async ({ c, creds }) => {
+      const r = await deps.lookup.lookup(c.accelerated, creds, signal);
+      if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
+      lookups.set(c.key, r);
+    }));
+  }
   return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), now: (deps.now ?? Date.now)() };
 }
 
@@ -75,19 +89,25 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
       ...(req.subResource ? { subResource: req.subResource } : {}),
       ...(deps.namespaces ? { namespaceLabels: deps.namespaces.labels(namespace) } : {}),
     };
-    const signal = AbortSignal.timeout(config.admission.deadlineMs);
-    const facts = await gatherFacts(input, deps, signal);
-    const p = plan(input, facts, config);
+    const analysis = analysePod(input, config);
+    const facts = await gatherFacts(input, analysis, deps);
+    const p = plan(input, facts, config, analysis);
     const patch = toPatch(pod, p);
     for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
     const result = p.skipped ? "skipped" : patch.length > 0 ? "patched" : "unchanged";
     metrics.reviews.inc({ result });
-    const log = logger.child({ uid, namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "" });
-    log.info({
-      dryRun: req.dryRun === true, result, skipped: p.skipped,
-      decisions: p.containers.map((d) => ({ container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
-      placement: p.placement?.mode, imageCache: p.imageCache?.result,
-    }, "admission decided");
+    // Every decision at debug; at info only reviews that left something undone
+    // (the same reasons the user sees as warnings), so that a busy cluster's
+    // routine swaps do not flood the log.
+    const warned = p.containers.some((d) => d.warn);
+    if (warned || logger.isLevelEnabled("debug")) {
+      logger[warned ? "info" : "debug"]({
+        uid, namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "",
+        dryRun: req.dryRun === true, result, skipped: p.skipped,
+        decisions: p.containers.map((d) => ({ container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
+        placement: p.placement?.mode, imageCache: p.imageCache?.result,
+      }, "admission decided");
+    }
     stop({ outcome: result });
     // dryRun: the same answer, computed the same way; apparate has no side effects
     // during admission (events are emitted later, from a pod watch), so nothing to hold back.

@@ -114,15 +114,9 @@ const MAX_WARNING_LENGTH = 256;
 
 export function allowResponse(uid: string, patch: PatchOperation[] | undefined, warnings: string[], audit?: Record<string, string>): AdmissionResponseBody {
   const w = warnings.slice(0, MAX_WARNINGS).map((s) => (s.length > MAX_WARNING_LENGTH ? s.slice(0, MAX_WARNING_LENGTH - 1) + "…" : s));
-  return {
-    apiVersion: "admission.k8s.io/v1",
-    kind: "AdmissionReview",
-    response: {
-      uid,
-      allowed: true,
-      ...(patch && patch.length > 0 ? { patchType: "JSONPatch" as const, patch: Buffer.from(JSON.stringify(patch)).toString("base64") } : {}),
-      ...(w.length > 0 ? { warnings: w } : {}),
-      ...(audit && Object.keys(audit).length > 0 ? { auditAnnotations: audit } : {}),
-    },
-  };
+  const response: AdmissionResponseBody["response"] = { uid, allowed: true };
+  if (patch && patch.length > 0) { response.patchType = "JSONPatch"; response.patch = Buffer.from(JSON.stringify(patch)).toString("base64"); }
+  if (w.length > 0) response.warnings = w;
+  if (audit && Object.keys(audit).length > 0) response.auditAnnotations = audit;
+  return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response };
 }

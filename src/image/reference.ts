@@ -2,6 +2,7 @@
 // linear scanner instead of regular expressions: image strings come from users, and
 // the upstream grammar turned into a JS regex backtracks exponentially on inputs such
 // as "aaaa…!" (see research/webhook-anchors.md §4). No npm package is both safe and kept.
+import { LRUCache } from "lru-cache";
 import { ApparateError } from "../errors.js";
 
 export class ReferenceError extends ApparateError {}
@@ -230,4 +231,20 @@ export function withTag(ref: ImageReference, tag: string): ImageReference {
 export function withDomain(ref: ImageReference, domain: string): ImageReference {
   if (!isValidDomain(domain)) throw new ReferenceError("invalid-format", `registry host ${JSON.stringify(domain)} is malformed`, domain);
   return { ...ref, domain };
+}
+
+// The pods of one workload repeat the same few image strings; parsing each once
+// takes the scanner off the admission hot path. Results are frozen, so a cached
+// reference can be shared safely. Failures are not cached (they are rare and
+// would let hostile strings crowd out good ones).
+const parsed = new LRUCache<string, ImageReference>({ max: 10_000 });
+
+/** parseReference with a bounded cache of successful parses. */
+export function parseReferenceCached(input: string): ImageReference {
+  let ref = parsed.get(input);
+  if (ref === undefined) {
+    ref = Object.freeze(parseReference(input));
+    parsed.set(input, ref);
+  }
+  return ref;
 }

@@ -4,7 +4,7 @@
 import type { Config } from "../config/config.js";
 import { ALWAYS_EXCLUDED_NAMESPACES } from "../config/config.js";
 import {
-  formatReference, MAX_TAG_LENGTH, parseReference, ReferenceError, withDomain, withTag,
+  formatReference, MAX_TAG_LENGTH, parseReferenceCached, ReferenceError, withDomain, withTag,
   DEFAULT_TAG, type ImageReference,
 } from "../image/reference.js";
 import type { LookupResult } from "../registry/result.js";
@@ -157,7 +157,12 @@ function* walkContainers(input: PlanInput): Generator<Walk> {
   }
 }
 
-type Analysed =
+/** One decision, built with a fixed shape (object spreads here dominated planning time). */
+function decision(walk: Walk, original: string, image: string, outcome: ContainerOutcome, reason: string, warn: boolean, rule?: string): ContainerDecision {
+  return { kind: walk.kind, index: walk.index, name: walk.name, original, image, outcome, reason, warn, rule };
+}
+
+export type Analysed =
   | { walk: Walk; decision: ContainerDecision }
   | { walk: Walk; ref: ImageReference; candidate?: Candidate; ineligible?: ContainerDecision };
 
@@ -166,40 +171,40 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
   const suffix = config.acceleration.tagSuffix;
   const out: Analysed[] = [];
   for (const walk of walkContainers(input)) {
-    const base = { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image ?? "", image: walk.image ?? "" };
+    const img = walk.image ?? "";
     if (!walk.image) {
-      out.push({ walk, decision: { ...base, outcome: "no-image", reason: "container has no image", warn: false } });
+      out.push({ walk, decision: decision(walk, img, img, "no-image", "container has no image", false) });
       continue;
     }
     if (recorded[containerKey(walk.kind, walk.name)] !== undefined) {
-      out.push({ walk, decision: { ...base, original: recorded[containerKey(walk.kind, walk.name)]!, outcome: "already-handled", reason: "already handled by apparate", warn: false } });
+      out.push({ walk, decision: decision(walk, recorded[containerKey(walk.kind, walk.name)]!, img, "already-handled", "already handled by apparate", false) });
       continue;
     }
     let ref: ImageReference;
     try {
-      ref = parseReference(walk.image);
+      ref = parseReferenceCached(walk.image);
     } catch (err) {
       const msg = err instanceof ReferenceError ? err.message : String(err);
-      out.push({ walk, decision: { ...base, outcome: "invalid-reference", reason: msg, warn: true } });
+      out.push({ walk, decision: decision(walk, img, img, "invalid-reference", msg, true) });
       continue;
     }
     if (ref.tag?.endsWith(suffix)) {
-      out.push({ walk, decision: { ...base, outcome: "already-handled", reason: `tag already ends with ${suffix}`, warn: false } });
+      out.push({ walk, decision: decision(walk, img, img, "already-handled", `tag already ends with ${suffix}`, false) });
       continue;
     }
     if (!config.acceleration.enabled) { out.push({ walk, ref }); continue; }
     const rule = matchRule(ref, config);
     if (!rule.matched) {
-      out.push({ walk, ref, ineligible: { ...base, outcome: "not-eligible", reason: rule.reason, warn: false } });
+      out.push({ walk, ref, ineligible: decision(walk, img, img, "not-eligible", rule.reason, false) });
       continue;
     }
     if (ref.digest !== undefined) {
-      out.push({ walk, ref, ineligible: { ...base, outcome: "digest-pinned", reason: "digest-pinned images are never tag-swapped: the accelerated image has another digest", warn: true, rule: rule.rule } });
+      out.push({ walk, ref, ineligible: decision(walk, img, img, "digest-pinned", "digest-pinned images are never tag-swapped: the accelerated image has another digest", true, rule.rule) });
       continue;
     }
     const newTag = (ref.tag ?? DEFAULT_TAG) + suffix;
     if (newTag.length > MAX_TAG_LENGTH) {
-      out.push({ walk, ref, ineligible: { ...base, outcome: "tag-too-long", reason: `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, warn: true, rule: rule.rule } });
+      out.push({ walk, ref, ineligible: decision(walk, img, img, "tag-too-long", `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, true, rule.rule) });
       continue;
     }
     const accelerated = withTag(ref, newTag);
@@ -211,12 +216,29 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
   return out;
 }
 
+/**
+ * What plan() needs to know about a pod before any I/O: its scope, every container
+ * analysed once, and the registry lookups to make. The handler computes it once and
+ * hands it to both the fact gathering and plan().
+ */
+export interface PodAnalysis {
+  skipped?: string;
+  items: Analysed[];
+  candidates: Candidate[];
+}
+
+export function analysePod(input: PlanInput, config: Config): PodAnalysis {
+  const scope = scopeOf(input, config);
+  if (scope.skipped) return { skipped: scope.skipped, items: [], candidates: [] };
+  const items = analyse(input, config);
+  const candidates: Candidate[] = [];
+  for (const a of items) if ("candidate" in a && a.candidate) candidates.push(a.candidate);
+  return { items, candidates };
+}
+
 /** The registry lookups plan() will want answered. Empty when the pod is out of scope. */
 export function candidatesOf(input: PlanInput, config: Config): Candidate[] {
-  if (scopeOf(input, config).skipped) return [];
-  const out: Candidate[] = [];
-  for (const a of analyse(input, config)) if ("candidate" in a && a.candidate) out.push(a.candidate);
-  return out;
+  return analysePod(input, config).candidates;
 }
 
 function placementConflict(pod: PodLike, key: string, value: string): string | undefined {
@@ -251,11 +273,9 @@ function rewriteHost(ref: ImageReference, config: Config): ImageReference | unde
 
 const SHORT = (s: string) => (s.length > 100 ? s.slice(0, 100) + "…" : s);
 
-export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
-  const scope = scopeOf(input, config);
-  if (scope.skipped) return { skipped: scope.skipped, containers: [], annotations: {}, labels: {}, warnings: [] };
-
-  const analysed = analyse(input, config);
+export function plan(input: PlanInput, facts: Facts, config: Config, analysis: PodAnalysis = analysePod(input, config)): Plan {
+  if (analysis.skipped) return { skipped: analysis.skipped, containers: [], annotations: {}, labels: {}, warnings: [] };
+  const analysed = analysis.items;
   const { key: labelKey, value: labelValue } = { key: config.acceleration.placement.nodeLabelKey, value: config.acceleration.placement.nodeLabelValue };
   const placementMode = config.acceleration.placement.mode;
   const isEphemeral = input.subResource === "ephemeralcontainers";
@@ -266,7 +286,6 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
   let swapped = 0;
   for (const a of analysed) {
     if ("decision" in a) { decisions.push(a.decision); continue; }
-    const base = { kind: a.walk.kind, index: a.walk.index, name: a.walk.name, original: a.walk.image!, image: a.walk.image! };
     let result: ImageReference | undefined;
     let outcome: ContainerOutcome | undefined;
     let reason = "";
@@ -299,7 +318,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config): Plan {
       warn = false;
     }
     if (!outcome) { outcome = "not-eligible"; reason = "acceleration is disabled"; }
-    decisions.push({ ...base, image: result ? formatReference(result) : base.image, outcome, reason, warn, ...(rule ? { rule } : {}) });
+    decisions.push(decision(a.walk, a.walk.image!, result ? formatReference(result) : a.walk.image!, outcome, reason, warn, rule));
   }
 
   const changed = decisions.filter((d) => d.image !== d.original && d.outcome !== "already-handled");

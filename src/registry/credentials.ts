@@ -119,9 +119,21 @@ export function parseDockerConfig(text: string, source: string): Keyring {
 }
 
 /** A short, stable fingerprint of a credential list: cache keys, never logged secrets. */
+// Credentials come from keyrings that live as long as their Secret, so a fingerprint
+// is hashed once per credential object, not once per admission.
+const fingerprints = new WeakMap<Credential, string>();
+
+function fingerprintOf(c: Credential): string {
+  let f = fingerprints.get(c);
+  if (f === undefined) {
+    f = createHash("sha256").update(c.username).update("\0").update(c.password).digest("hex").slice(0, 16);
+    fingerprints.set(c, f);
+  }
+  return f;
+}
+
 export function credentialFingerprint(creds: readonly Credential[]): string {
   if (creds.length === 0) return "anonymous";
-  const h = createHash("sha256");
-  for (const c of creds) h.update(c.username).update("\0").update(c.password).update("\0");
-  return h.digest("hex").slice(0, 16);
+  if (creds.length === 1) return fingerprintOf(creds[0]!);
+  return creds.map(fingerprintOf).join("+");
 }

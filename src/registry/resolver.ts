@@ -26,6 +26,8 @@ export interface ResolverOptions {
 /** The one small interface the admission handler depends on. */
 export interface TagLookup {
   lookup(ref: ImageReference, creds: readonly Credential[], signal: AbortSignal): Promise<LookupResult>;
+  /** A cached answer, without I/O; lets a review that needs no request skip its deadline timer. */
+  peek?(ref: ImageReference, creds: readonly Credential[]): LookupResult | undefined;
 }
 
 export class TagResolver implements TagLookup {
@@ -40,6 +42,12 @@ export class TagResolver implements TagLookup {
   get cacheSize(): number { return this.cache.size; }
 
   breakerState(domain: string): string { return this.breakers.get(domain)?.state ?? "closed"; }
+
+  peek(ref: ImageReference, creds: readonly Credential[]): LookupResult | undefined {
+    const hit = this.cache.get(`${formatReference(ref)}|${credentialFingerprint(creds)}`);
+    if (hit) this.opts.metrics?.cache.inc({ result: "hit" });
+    return hit;
+  }
 
   async lookup(ref: ImageReference, creds: readonly Credential[], signal: AbortSignal): Promise<LookupResult> {
     const m = this.opts.metrics;

@@ -1,6 +1,6 @@
 // Lazy-loading benchmark: pull-to-first-exec time and bytes fetched, original image
 // vs its eStargz -apparate variant, over a rate-limited link: the registry runs in a
-// network namespace of this run's own, behind a veth pair shaped with tc netem.
+// network namespace of this run's own, behind a veth pair shaped with tc (netem, or tbf plus a proxy delay).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +18,7 @@ const DELAY = "10ms";
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: "pipe" }).toString();
 
 export interface LazyResult {
-  link: { rate: string; delay: string };
+  link: { rate: string; delay: string; shaping: string };
   imageBytes: { original: number; apparate: number };
   bytesRead: number;
   original: { seconds: number; bytesFetched: number };
@@ -60,9 +60,18 @@ export async function lazyLoadingBench(): Promise<LazyResult> {
     await convertAndPush(ctd, `${regHost}/bench/app:1.0`, `${regHost}/bench/app:1.0-apparate`);
     const imageBytes = { original: await layerBytes(`http://${regHost}`, "bench/app", "1.0"), apparate: await layerBytes(`http://${regHost}`, "bench/app", "1.0-apparate") };
 
-    // Shape the link only now: registry -> node traffic at RATE, DELAY each way.
-    sh("ip", ["netns", "exec", NS, "tc", "qdisc", "add", "dev", "apb-veth1", "root", "netem", "delay", DELAY, "rate", RATE]);
-    sh("tc", ["qdisc", "add", "dev", "apb-veth0", "root", "netem", "delay", DELAY]);
+    // Shape the link only now: registry -> node traffic at RATE, DELAY each way. Kernels
+    // without sch_netem (some sandboxes) get tbf for the rate and the round trip added
+    // per request at the proxy instead; results.json says which was used.
+    let shaping = "netem";
+    try {
+      sh("ip", ["netns", "exec", NS, "tc", "qdisc", "add", "dev", "apb-veth1", "root", "netem", "delay", DELAY, "rate", RATE]);
+      sh("tc", ["qdisc", "add", "dev", "apb-veth0", "root", "netem", "delay", DELAY]);
+    } catch {
+      shaping = "tbf + per-request delay at the proxy";
+      sh("ip", ["netns", "exec", NS, "tc", "qdisc", "add", "dev", "apb-veth1", "root", "tbf", "rate", RATE, "burst", "64kb", "latency", "400ms"]);
+      proxy.delayMs = 2 * parseInt(DELAY, 10);
+    }
 
     const measure = async (image: string, lazy: boolean, name: string) => {
       proxy.reset();
@@ -77,7 +86,7 @@ export async function lazyLoadingBench(): Promise<LazyResult> {
     const apparate = await measure(`${proxy.host}/bench/app:1.0-apparate`, true, "bench-apparate");
     const bytesRead = statSync("/bin/busybox").size + "hello from apparate\n".length;
     await proxy.stop();
-    return { link: { rate: RATE, delay: DELAY }, imageBytes, bytesRead, original, apparate, speedup: original.seconds / apparate.seconds };
+    return { link: { rate: RATE, delay: DELAY, shaping }, imageBytes, bytesRead, original, apparate, speedup: original.seconds / apparate.seconds };
   } finally {
     await ctd?.stop();
     for (const p of procs) p.kill("SIGTERM");

@@ -25,7 +25,8 @@ function pct(sorted: number[], p: number): number {
 async function main() {
   // Warm-up: connections, JIT, caches.
   const warmEnd = Date.now() + 1000;
-  while (Date.now() < warmEnd) await Promise.all(Array.from({ length: args.concurrency }, one));
+  let warmupRequests = 0;
+  while (Date.now() < warmEnd) { await Promise.all(Array.from({ length: args.concurrency }, one)); warmupRequests += args.concurrency; }
   const lat: number[] = [];
   let errors = 0;
   const end = Date.now() + args.seconds * 1000;
@@ -33,7 +34,7 @@ async function main() {
     await Promise.all(Array.from({ length: args.concurrency }, async () => {
       while (Date.now() < end) { try { lat.push(await one()); } catch { errors++; } }
     }));
-    process.stdout.write(JSON.stringify({ requests: lat.length, errors, rps: lat.length / args.seconds }));
+    process.stdout.write(JSON.stringify({ requests: lat.length, warmupRequests, errors, rps: lat.length / args.seconds }));
   } else {
     // Open loop: requests are sent on schedule whether or not earlier ones returned.
     const interval = 1000 / args.rate;
@@ -49,7 +50,7 @@ async function main() {
     await Promise.all(pending);
     const achieved = lat.length / ((performance.now() - start) / 1000);
     lat.sort((a, b) => a - b);
-    process.stdout.write(JSON.stringify({ requests: lat.length, errors, achievedRps: achieved, p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: lat[lat.length - 1] }));
+    process.stdout.write(JSON.stringify({ requests: lat.length, warmupRequests, errors, achievedRps: achieved, p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: lat[lat.length - 1] }));
   }
   await pool.close();
 }

@@ -8,6 +8,8 @@ export interface CountingProxy {
   host: string;
   blobBytes: number;
   requests: number;
+  /** Added before each request is forwarded: a round trip, where tc netem is not available. */
+  delayMs: number;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -15,12 +17,16 @@ export interface CountingProxy {
 export async function startCountingProxy(target: string, opts: { bytesPerSecond?: number } = {}): Promise<CountingProxy> {
   const port = await freePort();
   const state: CountingProxy = {
-    host: `127.0.0.1:${port}`, blobBytes: 0, requests: 0,
+    host: `127.0.0.1:${port}`, blobBytes: 0, requests: 0, delayMs: 0,
     reset: () => { state.blobBytes = 0; state.requests = 0; },
     stop: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
   const [thost, tport] = target.split(":") as [string, string];
   const server: Server = createServer((req, res) => {
+    if (state.delayMs > 0) { req.pause(); setTimeout(() => { req.resume(); handle(req, res); }, state.delayMs); return; }
+    handle(req, res);
+  });
+  function handle(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
     state.requests++;
     const isBlob = /\/blobs\/sha256:/.test(req.url ?? "");
     const up = request({ host: thost, port: Number(tport), path: req.url, method: req.method, headers: { ...req.headers, host: target } }, (ur) => {
@@ -44,7 +50,7 @@ export async function startCountingProxy(target: string, opts: { bytesPerSecond?
     });
     up.on("error", () => { res.writeHead(502).end(); });
     req.pipe(up);
-  });
+  }
   await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
   return state;
 }
