@@ -20,11 +20,11 @@ export function applyPlan(pod: PodLike, plan: Plan): PodLike {
     if (plan.placement.mode === "required") {
       (spec.nodeSelector ??= {})[key] ??= value;
     } else {
-      const na = ((spec.affinity ??= {}).nodeAffinity ??= {});
-      const prefs = (na.preferredDuringSchedulingIgnoredDuringExecution ??= []);
-      const present = prefs.some((p) => p.preference.matchExpressions?.some((e) => e.key === key && e.operator === "In" && e.values?.includes(value)));
+      const present = spec.affinity?.nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution
+        ?.some((p) => p.preference.matchExpressions?.some((e) => e.key === key && e.operator === "In" && e.values?.includes(value)));
       if (!present && spec.nodeSelector?.[key] !== value) {
-        prefs.push({ weight: plan.placement.weight, preference: { matchExpressions: [{ key, operator: "In", values: [value] }] } });
+        const na = ((spec.affinity ??= {}).nodeAffinity ??= {});
+        (na.preferredDuringSchedulingIgnoredDuringExecution ??= []).push({ weight: plan.placement.weight, preference: { matchExpressions: [{ key, operator: "In", values: [value] }] } });
       }
     }
   }

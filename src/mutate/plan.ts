@@ -343,8 +343,11 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
   if (config.imageCache.enabled && facts.imageCaches && !isEphemeral) {
     // Matched against the images the pod will pull, after apparate's own changes.
     const images = decisions.filter((d) => d.kind !== "ephemeralContainers" && d.image).map((d) => d.image);
-    imageCache = chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now ?? Date.now());
-    if (imageCache.result === "used") {
+    const ann = input.pod.metadata?.annotations ?? {};
+    const prior = ann[ANNOTATION_IMAGE_CACHE_MATCH] !== undefined && ann[ANNOTATION_USE_IMAGE_CACHE] !== undefined ? priorChoice(ann[ANNOTATION_IMAGE_CACHE_MATCH]!, ann[ANNOTATION_USE_IMAGE_CACHE]!) : undefined;
+    // A pod apparate already chose for (a reinvocation, a repeated review) keeps that choice as it is.
+    imageCache = prior ?? chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now ?? Date.now());
+    if (imageCache.result === "used" && !prior) {
       const c = facts.imageCaches.byId(imageCache.imcId!)!;
       const value = config.imageCache.write === "id" ? c.imcId! : "auto";
       if (input.pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE] !== value) annotations[ANNOTATION_USE_IMAGE_CACHE] = value;
@@ -365,6 +368,16 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     labels,
     warnings,
   };
+}
+
+function priorChoice(match: string, value: string): ImageCacheDecision | undefined {
+  try {
+    const m = JSON.parse(match) as { cache?: unknown; imcId?: unknown };
+    if (typeof m.cache !== "string" || typeof m.imcId !== "string") return undefined;
+    return { result: "used", reason: `${m.imcId} (${m.cache}) already chosen by apparate`, cache: m.cache, imcId: value === "auto" ? m.imcId : value };
+  } catch {
+    return undefined; // a hand-edited, broken annotation: decide again
+  }
 }
 
 function chooseImageCache(pod: PodLike, images: string[], view: ImageCacheView, config: Config, now: number): ImageCacheDecision {

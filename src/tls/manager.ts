@@ -153,11 +153,15 @@ export class TlsManager {
         if (httpCode(err) !== 404) throw err;
       }
       if (!secret) {
-        const ca = createCA(caName(this.now()), this.caValidity / DAY, this.now());
-        const m: Material = { ca, serving: this.issue(ca), bundle: ca.cert };
+        // A Secret deleted under a running webhook is written back from memory: a new
+        // CA would fail every handshake until the API server saw the new caBundle.
+        // (To force a new CA, delete the Secret while the webhook is scaled to zero.)
+        const kept = this.current && this.current.ca.key !== "" ? this.current : undefined;
+        const ca = kept ? kept.ca : createCA(caName(this.now()), this.caValidity / DAY, this.now());
+        const m: Material = kept ?? { ca, serving: this.issue(ca), bundle: ca.cert };
         try {
           await this.core.createNamespacedSecret({ namespace, body: this.toSecret(m) });
-          this.logger.info({ secret: `${namespace}/${secretName}` }, "created webhook CA and serving certificate");
+          this.logger.info({ secret: `${namespace}/${secretName}` }, kept ? "recreated the deleted webhook TLS Secret from memory" : "created webhook CA and serving certificate");
         } catch (err) {
           if (httpCode(err) === 409) continue; // another replica won: read what it wrote
           throw err;

@@ -121,18 +121,58 @@ describe("self-managed TLS", () => {
     expect(servedBy.size).toBe(3);
   }, 60_000);
 
-  it("a deleted Secret is regenerated and the caBundle follows; a caBundle reset by someone else is restored", async () => {
+  it("a Secret deleted under load is written back from memory with no failed handshake; a caBundle reset by someone else is restored", async () => {
+    let server: Awaited<ReturnType<typeof buildAdmissionServer>> | undefined;
     const changes: string[] = [];
-    const mgr = new TlsManager(api.kubeConfig(), opts((m) => changes.push(m.cert)), logger);
+    const mgr = new TlsManager(api.kubeConfig(), opts((m) => { changes.push(m.cert); if (server) swapCertificate(server, m); }), logger);
     await mgr.start();
+    const deps: HandlerDeps = { config: compileConfig({}), lookup: { lookup: async () => ({ kind: "unknown", reason: "x" }) }, logger, metrics: new Metrics() };
+    server = await buildAdmissionServer({ deps, tls: mgr.material!, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
+    await server.listen({ port: 0, host: "127.0.0.1" });
+    const port = (server.server.address() as { port: number }).port;
+    let ok = 0;
+    const failures: string[] = [];
+    let running = true;
+    const one = () => new Promise<void>((resolve) => {
+      const req = httpsRequest({ host: "127.0.0.1", port, path: "/healthz", servername: "apparate.apparate.svc", ca: bundleFromMwc()[0], agent: false }, (res) => {
+        res.resume();
+        res.on("end", () => { if (res.statusCode === 200) ok++; else failures.push(`HTTP ${res.statusCode}`); resolve(); });
+      });
+      req.on("error", (e) => { failures.push(e.message); resolve(); });
+      req.end();
+    });
+    const loop = (async () => { while (running) await one(); })();
+
     const ca1 = mgr.caCert!;
+    const served1 = mgr.material!.cert;
+    await waitFor(async () => ok > 20, 10_000, "requests before the deletion");
     api.remove("secrets", "apparate-tls", NS);
-    await waitFor(async () => api.get("secrets", "apparate-tls", NS) !== undefined && mgr.caCert !== ca1, 10_000, "regenerated secret");
-    await waitFor(async () => bundleFromMwc()[0] === mgr.caBundle, 5000, "caBundle follows");
+    await waitFor(async () => api.get("secrets", "apparate-tls", NS) !== undefined, 10_000, "Secret written back");
+    const before = ok;
+    await waitFor(async () => ok >= before + 50, 10_000, "requests after the deletion");
+    const back = api.get("secrets", "apparate-tls", NS)!;
+    expect(Buffer.from(back.data["ca.crt"], "base64").toString()).toBe(ca1);
+    expect(mgr.material!.cert).toBe(served1);
+    expect(bundleFromMwc().every((b: string) => b === mgr.caBundle)).toBe(true);
+
     const reset = api.get("mutatingwebhookconfigurations", MWC, undefined, "admissionregistration.k8s.io")!;
     reset.webhooks[1].clientConfig.caBundle = Buffer.from("someone else's CA").toString("base64");
     api.put("mutatingwebhookconfigurations", reset, "admissionregistration.k8s.io");
     await waitFor(async () => bundleFromMwc().every((b: string) => b === mgr.caBundle), 5000, "caBundle restored");
+    running = false;
+    await loop;
+    mgr.stop();
+    await server.close();
+    expect(failures).toEqual([]);
+  }, 30_000);
+
+  it("with no material in memory, a missing Secret gets a new CA and the caBundle follows", async () => {
+    api.remove("secrets", "apparate-tls", NS);
+    const mgr = new TlsManager(api.kubeConfig(), opts(() => {}), logger);
+    await mgr.start();
+    const back = api.get("secrets", "apparate-tls", NS)!;
+    expect(Buffer.from(back.data["ca.crt"], "base64").toString()).toBe(mgr.caCert);
+    await waitFor(async () => bundleFromMwc().every((b: string) => b === mgr.caBundle), 5000, "caBundle follows");
     mgr.stop();
   }, 30_000);
 
