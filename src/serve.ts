@@ -14,6 +14,9 @@ import type { ServingMaterial } from "./tls/settings.js";
 import { loadKubeConfig, startKubeSources, type KubeSources } from "./kube/sources.js";
 import { TlsManager } from "./tls/manager.js";
 
+/** How long SIGTERM waits for reviews in flight (the longest admission deadline is 9 s). */
+const DRAIN_BUDGET_MS = 20_000;
+
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
   if (v === undefined || v === "") return fallback;
@@ -124,11 +127,20 @@ export async function serve(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = async (signal: string) => {
       logger.info({ signal }, "draining in-flight reviews");
-      // close() stops accepting and waits for in-flight requests to finish.
+      // close() stops accepting and waits for in-flight requests to finish. Keep-alive
+      // connections (the API server keeps them) are closed as soon as each turns idle,
+      // and all of them after the drain budget, below Kubernetes' 30 s grace period.
+      const idle = setInterval(() => { app.server.closeIdleConnections(); ops.server.closeIdleConnections(); }, 50);
+      const hard = setTimeout(() => { app.server.closeAllConnections(); ops.server.closeAllConnections(); }, DRAIN_BUDGET_MS);
       await Promise.allSettled([app.close(), ops.close()]);
+      clearInterval(idle);
+      clearTimeout(hard);
       kube?.stop();
       tlsManager?.stop();
-      await stack.close();
+      // No review is left to answer: registry requests still open are abandoned
+      // rather than waited for (a hung registry would hold the exit for its timeout).
+      await stack.destroy();
+      logger.info("drained; exiting");
       resolve();
     };
     process.once("SIGTERM", () => void stop("SIGTERM"));

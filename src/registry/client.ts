@@ -51,6 +51,7 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> { await this.dispatcher.close(); }
+  async destroy(): Promise<void> { await this.dispatcher.destroy(); }
 
   origin(domain: string): string {
     const mapped = this.opts.endpoints?.get(domain);

@@ -12,6 +12,8 @@ export interface RegistryStack {
   resolver: TagResolver;
   keyring?: Keyring;
   close(): Promise<void>;
+  /** Closes at once, aborting requests in flight. */
+  destroy(): Promise<void>;
 }
 
 export function createRegistryStack(config: Config, metrics: Metrics, endpoints?: ReadonlyMap<string, string>): RegistryStack {
@@ -26,5 +28,5 @@ export function createRegistryStack(config: Config, metrics: Metrics, endpoints?
     breakerFailures: r.breakerFailures, breakerCooldownMs: r.breakerCooldownSeconds * 1000, metrics,
   });
   const keyring = r.dockerConfigFile ? parseDockerConfig(readFileSync(r.dockerConfigFile, "utf8"), r.dockerConfigFile) : undefined;
-  return { client, resolver, ...(keyring ? { keyring } : {}), close: () => client.close() };
+  return { client, resolver, ...(keyring ? { keyring } : {}), close: () => client.close(), destroy: () => client.destroy() };
 }

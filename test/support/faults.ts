@@ -1,6 +1,6 @@
 // Misbehaving registries on loopback: fixed answers (403, 429, 500), one that
 // accepts connections and never answers, and one that flaps.
-import { createServer, type Server, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, request as httpRequest, type Server, type IncomingMessage, type ServerResponse } from "node:http";
 import { freePort } from "./ports.js";
 
 export interface FaultServer { host: string; url: string; hits: number; stop(): Promise<void>; setHandler(h: Handler): void }
@@ -21,3 +21,14 @@ export async function startFaultServer(handler: Handler): Promise<FaultServer> {
   await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
   return state;
 }
+
+/** Forwards to a real registry: with setHandler, a registry that comes and goes. */
+export const forwardTo = (target: string): Handler => (req, res) => {
+  const [host, port] = target.split(":") as [string, string];
+  const up = httpRequest({ host, port: Number(port), path: req.url, method: req.method, headers: { ...req.headers, host: target } }, (ur) => {
+    res.writeHead(ur.statusCode ?? 502, ur.headers);
+    ur.pipe(res);
+  });
+  up.on("error", () => res.writeHead(502).end());
+  req.pipe(up);
+};
