@@ -94,7 +94,7 @@ export async function serve(argv: string[]): Promise<number> {
       const reasons: string[] = [];
       if (!tlsReady) reasons.push("TLS material missing");
       if (kube) reasons.push(...kube.notReady());
-      return { ready: reasons.length === 0, reasons };
+      return { ready: reasons.length === 0, reasons, degraded: kube ? kube.degraded() : [] };
     },
   };
   const app = await buildAdmissionServer({ deps, tls, readiness });

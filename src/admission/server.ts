@@ -6,7 +6,12 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsy
 import { secureContextOptions, type ServingMaterial } from "../tls/settings.js";
 import { handleReview, type HandlerDeps } from "./handler.js";
 
-export interface Readiness { ready(): { ready: boolean; reasons: string[] } }
+/**
+ * Ready once the caches have synced. A lost API connection afterwards does not make a
+ * replica unready (its cached data still serves, and unready replicas would only let
+ * pods through unaccelerated); it is reported as `degraded`.
+ */
+export interface Readiness { ready(): { ready: boolean; reasons: string[]; degraded?: string[] } }
 
 export interface ServerOptions {
   deps: HandlerDeps;
@@ -18,7 +23,7 @@ const opsRoutes = (deps: HandlerDeps, readiness: Readiness): FastifyPluginAsync 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
     const r = readiness.ready();
-    return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, reasons: r.reasons });
+    return reply.code(r.ready ? 200 : 503).send({ ready: r.ready, reasons: r.reasons, degraded: r.degraded ?? [] });
   });
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", deps.metrics.registry.contentType);

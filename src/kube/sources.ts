@@ -16,6 +16,8 @@ export interface KubeSources {
   namespaces: NamespaceSource;
   imageCaches?: ImageCacheIndex;
   notReady(): string[];
+  /** Synced informers that lost their watch: still serving their cached data. */
+  degraded(): string[];
   stop(): void;
 }
 
@@ -96,6 +98,7 @@ export async function startKubeSources(config: Config, logger: Logger, metrics: 
     },
     ...(index ? { imageCaches: index } : {}),
     notReady: () => informers.filter((i) => !i.synced()).map((i) => `informer ${i.name} has not synced`),
+    degraded: () => informers.filter((i) => i.synced() && !i.connected()).map((i) => `informer ${i.name} is disconnected from the API server; serving cached data`),
     stop: () => { for (const i of informers) i.stop(); },
   };
 }

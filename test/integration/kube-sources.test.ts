@@ -69,13 +69,17 @@ describe("Kubernetes sources (namespaces, pull secrets, image caches) against th
   });
 
   it("the API going away: cached data keeps serving, and the informers reconnect", async () => {
+    expect(sources.degraded()).toEqual([]);
     await api.stop();
     expect(sources.imageCaches!.match(["nginx:1.25"], opts)).toMatchObject({ kind: "matched" });
     expect(sources.namespaces.labels("team-a")).toEqual({ "apparate.io/inject": "enabled" });
-    await new Promise((r) => setTimeout(r, 300));
+    // Readiness says so: still ready (synced), and degraded while the watches are down.
+    await waitFor(async () => sources.degraded().length > 0, 10_000, "degraded while the API is away");
+    expect(sources.notReady()).toEqual([]);
     await api.start();
     api.put("imagecaches", imc("after-outage", ["alpine:3.22"]), G);
     await waitFor(async () => sources.imageCaches!.get("after-outage") !== undefined, 15_000, "reconnect after outage");
+    await waitFor(async () => sources.degraded().length === 0, 15_000, "no longer degraded");
   }, 30_000);
 
   it("emits ImageCacheUsed / ImageCacheMissed once per pod, after creation", async () => {

@@ -34,14 +34,14 @@ const uniqueByName = <T extends { name: string }>(xs: T[]) => xs.filter((x, i) =
 const pod = fc.record({
   containers: fc.array(container, { minLength: 1, maxLength: 4 }).map(uniqueByName),
   initContainers: fc.array(container, { maxLength: 2 }).map(uniqueByName),
-  nodeSelector: fc.option(fc.constantFrom({}, { "cloud.tencent.com/apparate": "true" }, { "cloud.tencent.com/apparate": "false" }, { disk: "ssd" }), { nil: undefined }),
-  affinity: fc.option(fc.constantFrom(
+  nodeSelector: fc.option(fc.constantFrom<Record<string, string>>({}, { "cloud.tencent.com/apparate": "true" }, { "cloud.tencent.com/apparate": "false" }, { disk: "ssd" }), { nil: undefined }),
+  affinity: fc.option(fc.constantFrom<NonNullable<NonNullable<PodLike["spec"]>["affinity"]>>(
     { nodeAffinity: {} },
     { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 10, preference: { matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] } }] } },
     { podAntiAffinity: {} },
   ), { nil: undefined }),
-  labels: fc.option(fc.constantFrom({}, { app: "shop" }), { nil: undefined }),
-  annotations: fc.option(fc.constantFrom({}, { "prometheus.io/scrape": "true" }, { "eks.tke.cloud.tencent.com/use-image-cache": "imc-manual" }), { nil: undefined }),
+  labels: fc.option(fc.constantFrom<Record<string, string>>({}, { app: "shop" }), { nil: undefined }),
+  annotations: fc.option(fc.constantFrom<Record<string, string>>({}, { "prometheus.io/scrape": "true" }, { "eks.tke.cloud.tencent.com/use-image-cache": "imc-manual" }), { nil: undefined }),
 }).map(({ containers, initContainers, nodeSelector, affinity, labels, annotations }): PodLike => ({
   apiVersion: "v1", kind: "Pod",
   metadata: { generateName: "shop-", namespace: "default", ...(labels ? { labels } : {}), ...(annotations ? { annotations } : {}) },
