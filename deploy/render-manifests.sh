@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 helm=.tmp/bin/helm
 [ -x "$helm" ] || bash test/support/install-helm.sh >/dev/null
-out=deploy/manifests/apparate.yaml
+out="${OUT:-deploy/manifests/apparate.yaml}"
 mkdir -p "$(dirname "$out")"
 namespace="${NAMESPACE:-apparate-system}"
 {

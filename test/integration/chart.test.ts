@@ -161,6 +161,15 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(missing).toEqual([]);
   });
 
+  it("deploy/manifests/apparate.yaml is what `make manifests` renders now, without helm hooks or tests", () => {
+    const out = `.tmp/manifests-${process.pid}.yaml`;
+    execFileSync("bash", ["deploy/render-manifests.sh"], { env: { ...process.env, OUT: out }, encoding: "utf8" });
+    expect(readFileSync(out, "utf8")).toBe(readFileSync("deploy/manifests/apparate.yaml", "utf8"));
+    const objs = parseAllDocuments(readFileSync(out, "utf8")).map((d) => d.toJS()).filter(Boolean) as Obj[];
+    expect(objs.map((o) => o.kind)).toEqual(expect.arrayContaining(["Namespace", "CustomResourceDefinition", "Deployment", "DaemonSet", "MutatingWebhookConfiguration"]));
+    expect(objs.filter((o) => o.metadata.annotations?.["helm.sh/hook"])).toEqual([]);
+  });
+
   it("every value is documented in the README", () => {
     const values = parseYaml(readFileSync(`${CHART}/values.yaml`, "utf8"));
     const readme = readFileSync("README.md", "utf8");
