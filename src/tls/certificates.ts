@@ -22,13 +22,19 @@ function serial(): string {
   return b.toString("hex");
 }
 
-export function createCA(commonName: string, validDays: number, now = Date.now()): KeyPairPem {
+/** A certificate for a fresh key, valid from five minutes ago (clock skew) for validDays. */
+function freshCertificate(validDays: number, now: number) {
   const k = newKey();
   const cert = forge.pki.createCertificate();
   cert.publicKey = k.forgePub;
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(now - 5 * 60_000);
   cert.validity.notAfter = new Date(now + validDays * DAY);
+  return { k, cert };
+}
+
+export function createCA(commonName: string, validDays: number, now = Date.now()): KeyPairPem {
+  const { k, cert } = freshCertificate(validDays, now);
   const attrs = [{ name: "commonName", value: commonName }, { name: "organizationName", value: "apparate" }];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
@@ -44,12 +50,7 @@ export function createCA(commonName: string, validDays: number, now = Date.now()
 export function issueServing(ca: KeyPairPem, dnsNames: readonly string[], validDays: number, now = Date.now(), ipAddresses: readonly string[] = []): KeyPairPem {
   const caCert = forge.pki.certificateFromPem(ca.cert);
   const caKey = forge.pki.privateKeyFromPem(ca.key);
-  const k = newKey();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = k.forgePub;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(now - 5 * 60_000);
-  cert.validity.notAfter = new Date(now + validDays * DAY);
+  const { k, cert } = freshCertificate(validDays, now);
   cert.setSubject([{ name: "commonName", value: dnsNames[0] ?? "apparate" }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([

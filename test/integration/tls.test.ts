@@ -44,6 +44,23 @@ describe("self-managed TLS", () => {
     return w.map((x: any) => Buffer.from(x.clientConfig.caBundle, "base64").toString());
   };
 
+  /** Requests in a loop, each on a new connection (a new handshake) trusting only the caBundle the API server would use now. */
+  const continuousRequests = (port: number) => {
+    const state = { ok: 0, failures: [] as string[], servedBy: new Set<string>(), running: true, done: Promise.resolve() };
+    const one = () => new Promise<void>((resolve) => {
+      const req = httpsRequest({ host: "127.0.0.1", port, path: "/healthz", servername: "apparate.apparate.svc", ca: bundleFromMwc()[0], agent: false }, (res) => {
+        const peer = (res.socket as import("node:tls").TLSSocket).getPeerCertificate();
+        if (peer?.fingerprint256) state.servedBy.add(peer.fingerprint256);
+        res.resume();
+        res.on("end", () => { if (res.statusCode === 200) state.ok++; else state.failures.push(`HTTP ${res.statusCode}`); resolve(); });
+      });
+      req.on("error", (e) => { state.failures.push(e.message); resolve(); });
+      req.end();
+    });
+    state.done = (async () => { while (state.running) await one(); })();
+    return state;
+  };
+
   it("two replicas started at the same moment end with one CA, and the caBundle is patched", async () => {
     const seen: string[] = [];
     const a = new TlsManager(api.kubeConfig(), opts((m) => seen.push(m.cert)), logger);
@@ -73,27 +90,12 @@ describe("self-managed TLS", () => {
     await server.listen({ port: 0, host: "127.0.0.1" });
     const port = (server.server.address() as { port: number }).port;
 
-    let ok = 0;
-    const failures: string[] = [];
-    const servedBy = new Set<string>();
-    let running = true;
-    const one = () => new Promise<void>((resolve) => {
-      // A new connection (and handshake) per request, with the bundle the API server would use now.
-      const req = httpsRequest({ host: "127.0.0.1", port, path: "/healthz", servername: "apparate.apparate.svc", ca: bundleFromMwc()[0], agent: false }, (res) => {
-        const peer = (res.socket as import("node:tls").TLSSocket).getPeerCertificate();
-        if (peer?.fingerprint256) servedBy.add(peer.fingerprint256);
-        res.resume();
-        res.on("end", () => { if (res.statusCode === 200) ok++; else failures.push(`HTTP ${res.statusCode}`); resolve(); });
-      });
-      req.on("error", (e) => { failures.push(e.message); resolve(); });
-      req.end();
-    });
-    const loop = (async () => { while (running) await one(); })();
+    const load = continuousRequests(port);
     const step = async (advanceMs: number) => {
       fake += advanceMs;
       await mgr.reconcile();
-      const before = ok;
-      await waitFor(async () => ok >= before + 20, 10_000, `requests after a step (failures: ${failures.slice(0, 3).join("; ")})`);
+      const before = load.ok;
+      await waitFor(async () => load.ok >= before + 20, 10_000, `requests after a step (failures: ${load.failures.slice(0, 3).join("; ")})`);
     };
 
     const serving0 = fp(mgr.material!.cert);
@@ -112,13 +114,13 @@ describe("self-managed TLS", () => {
     expect(fp(mgr.material!.cert)).not.toBe(serving1);
     await step(10_000); // second overlap: the old CA leaves the bundle
     expect(bundleFromMwc()[0]).not.toContain(ca0.trim());
-    running = false;
-    await loop;
+    load.running = false;
+    await load.done;
     mgr.stop();
     await server.close();
-    expect(failures).toEqual([]);
-    expect(ok).toBeGreaterThan(100);
-    expect(servedBy.size).toBe(3);
+    expect(load.failures).toEqual([]);
+    expect(load.ok).toBeGreaterThan(100);
+    expect(load.servedBy.size).toBe(3);
   }, 60_000);
 
   it("a Secret deleted under load is written back from memory with no failed handshake; a caBundle reset by someone else is restored", async () => {
@@ -130,26 +132,15 @@ describe("self-managed TLS", () => {
     server = await buildAdmissionServer({ deps, tls: mgr.material!, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
     await server.listen({ port: 0, host: "127.0.0.1" });
     const port = (server.server.address() as { port: number }).port;
-    let ok = 0;
-    const failures: string[] = [];
-    let running = true;
-    const one = () => new Promise<void>((resolve) => {
-      const req = httpsRequest({ host: "127.0.0.1", port, path: "/healthz", servername: "apparate.apparate.svc", ca: bundleFromMwc()[0], agent: false }, (res) => {
-        res.resume();
-        res.on("end", () => { if (res.statusCode === 200) ok++; else failures.push(`HTTP ${res.statusCode}`); resolve(); });
-      });
-      req.on("error", (e) => { failures.push(e.message); resolve(); });
-      req.end();
-    });
-    const loop = (async () => { while (running) await one(); })();
+    const load = continuousRequests(port);
 
     const ca1 = mgr.caCert!;
     const served1 = mgr.material!.cert;
-    await waitFor(async () => ok > 20, 10_000, "requests before the deletion");
+    await waitFor(async () => load.ok > 20, 10_000, "requests before the deletion");
     api.remove("secrets", "apparate-tls", NS);
     await waitFor(async () => api.get("secrets", "apparate-tls", NS) !== undefined, 10_000, "Secret written back");
-    const before = ok;
-    await waitFor(async () => ok >= before + 50, 10_000, "requests after the deletion");
+    const before = load.ok;
+    await waitFor(async () => load.ok >= before + 50, 10_000, "requests after the deletion");
     const back = api.get("secrets", "apparate-tls", NS)!;
     expect(Buffer.from(back.data["ca.crt"], "base64").toString()).toBe(ca1);
     expect(mgr.material!.cert).toBe(served1);
@@ -159,11 +150,11 @@ describe("self-managed TLS", () => {
     reset.webhooks[1].clientConfig.caBundle = Buffer.from("someone else's CA").toString("base64");
     api.put("mutatingwebhookconfigurations", reset, "admissionregistration.k8s.io");
     await waitFor(async () => bundleFromMwc().every((b: string) => b === mgr.caBundle), 5000, "caBundle restored");
-    running = false;
-    await loop;
+    load.running = false;
+    await load.done;
     mgr.stop();
     await server.close();
-    expect(failures).toEqual([]);
+    expect(load.failures).toEqual([]);
   }, 30_000);
 
   it("with no material in memory, a missing Secret gets a new CA and the caBundle follows", async () => {
