@@ -96,15 +96,19 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
     for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
     const result = p.skipped ? "skipped" : patch.length > 0 ? "patched" : "unchanged";
     metrics.reviews.inc({ result });
-    // Every decision at debug; at info only reviews that left something undone
-    // (the same reasons the user sees as warnings), so that a busy cluster's
-    // routine swaps do not flood the log.
-    const warned = p.containers.some((d) => d.warn);
-    if (warned || logger.isLevelEnabled("debug")) {
-      logger[warned ? "info" : "debug"]({
+    // At info, the reviews that left something undone (with the reasons the user sees
+    // as warnings); routine swaps and no-ops at debug. What was changed is recorded on
+    // the pod itself (apparate.io/original-images, apparate.io/actions) and counted in
+    // the metrics; a JSON line per swapped pod at info cost a third of the capacity.
+    const notable = p.containers.some((d) => d.warn);
+    if (notable || logger.isLevelEnabled("debug")) {
+      logger[notable ? "info" : "debug"]({
         uid, namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "",
         dryRun: req.dryRun === true, result, skipped: p.skipped,
-        decisions: p.containers.map((d) => ({ container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
+        // The reason of a plain swap repeats its image; it is kept for everything else.
+        decisions: p.containers.map((d) => (d.outcome === "accelerated"
+          ? { container: d.name, kind: d.kind, outcome: d.outcome, image: d.image }
+          : { container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
         placement: p.placement?.mode, imageCache: p.imageCache?.result,
       }, "admission decided");
     }
