@@ -170,6 +170,27 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(objs.filter((o) => o.metadata.annotations?.["helm.sh/hook"])).toEqual([]);
   });
 
+  it("the images: the webhook's runs as non-root; the node image pins the snapshotter release and verifies its SHA-256 before unpacking", () => {
+    const webhook = readFileSync("deploy/Dockerfile.webhook", "utf8");
+    const lastUser = [...webhook.matchAll(/^USER\s+(\S+)/gm)].pop()?.[1];
+    expect(lastUser).toBeDefined();
+    expect(lastUser!.split(":")[0]).not.toMatch(/^(0|root)$/);
+    expect(webhook).toMatch(/ENTRYPOINT \["\/nodejs\/bin\/node", "\/app\/dist\/cli.js"\]/);
+    const node = readFileSync("deploy/Dockerfile.node", "utf8");
+    expect(node).toMatch(/^ARG STARGZ_VERSION=v\d+\.\d+\.\d+$/m);
+    expect(node).toMatch(/^ARG STARGZ_SHA256_amd64=[0-9a-f]{64}$/m);
+    // The checksum is checked before tar runs, in the same shell step.
+    const step = node.slice(node.indexOf("sha256sum -c"));
+    expect(node.indexOf("sha256sum -c")).toBeGreaterThan(0);
+    expect(step.indexOf("tar -C /out")).toBeGreaterThan(0);
+    // What the chart runs is where the image puts it.
+    const ds = readFileSync("charts/apparate/templates/daemonset.yaml", "utf8");
+    expect(ds).toContain("/usr/local/bin/apparate");
+    expect(node).toContain("/usr/local/bin/apparate");
+    expect(node).toContain("/opt/apparate/bin/containerd-stargz-grpc");
+    expect(readFileSync("src/nodeagent/main.ts", "utf8")).toContain("/opt/apparate/bin/containerd-stargz-grpc");
+  });
+
   it("every value is documented in the README", () => {
     const values = parseYaml(readFileSync(`${CHART}/values.yaml`, "utf8"));
     const readme = readFileSync("README.md", "utf8");
