@@ -70,6 +70,22 @@ describe("hostile input", () => {
     expect(errors.reduce((a, v) => a + v.value, 0)).toBe(0);
   }, 60_000);
 
+  it("a pod with many containers shares one deadline without a listener-leak warning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const slow: HandlerDeps = { ...deps, lookup: { lookup: (_ref, _creds, signal) => new Promise((r) => { const t = setTimeout(() => r({ kind: "absent", reason: "not found" }), 20); signal.addEventListener("abort", () => clearTimeout(t), { once: true }); }) } };
+      const containers = Array.from({ length: 16 }, (_, i) => ({ name: `c${i}`, image: `${REG}/team/app${i}:1.0` }));
+      const r = await handleReview(review(webPod({ containers, initContainers: [] })), slow);
+      expect(r.status).toBe(200);
+      await new Promise((res) => setImmediate(res));
+      expect(warnings).not.toContain("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
   describe("over HTTPS", () => {
     let hook: TestWebhook;
     beforeAll(async () => { hook = await startWebhook({ acceleration: { registries: [REG] }, registry: { requestTimeoutMs: 100 }, admission: { deadlineMs: 100 } }); });
