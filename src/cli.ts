@@ -7,12 +7,12 @@ import { defaultConfig, loadConfigFile, type Config } from "./config/config.js";
 import { ApparateError } from "./errors.js";
 import { familiarString, formatReference, parseReference, withTag, DEFAULT_TAG } from "./image/reference.js";
 import { matchRule } from "./mutate/rules.js";
-import { candidatesOf, plan, type PlanInput } from "./mutate/plan.js";
+import { analysePod, plan, type Facts, type PlanInput } from "./mutate/plan.js";
 import { toPatch } from "./mutate/patch.js";
 import type { PodLike } from "./mutate/pod.js";
 import type { LookupResult } from "./registry/result.js";
 import { createRegistryStack } from "./registry/stack.js";
-import { credentialsFor } from "./admission/handler.js";
+import { gatherFacts } from "./admission/handler.js";
 import { createLogger } from "./observability/logger.js";
 import { Metrics } from "./observability/metrics.js";
 
@@ -50,20 +50,21 @@ async function explain(argv: string[]): Promise<number> {
   if (docs.length === 0) { process.stderr.write(`explain: ${values.file} holds no Pod\n`); return 2; }
   const mode = values.lookups;
   if (!["registry", "exists", "absent", "unknown"].includes(mode!)) { process.stderr.write("explain: --lookups must be registry, exists, absent or unknown\n"); return 2; }
-  const stack = mode === "registry" ? createRegistryStack(config, new Metrics()) : undefined;
+  const metrics = new Metrics();
+  const stack = mode === "registry" ? createRegistryStack(config, metrics) : undefined;
   try {
     for (const pod of docs) {
       const input: PlanInput = { pod, namespace: values.namespace ?? pod.metadata?.namespace ?? "default", operation: "CREATE" };
-      const lookups = new Map<string, LookupResult>();
-      for (const c of candidatesOf(input, config)) {
-        if (stack) {
-          const creds = credentialsFor(pod, input.namespace, c.accelerated.domain, c.accelerated.path, { config, ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) } as never);
-          lookups.set(c.key, await stack.resolver.lookup(c.accelerated, creds, AbortSignal.timeout(config.admission.deadlineMs)));
-        } else {
-          lookups.set(c.key, mode === "exists" ? { kind: "exists", mediaType: "application/vnd.oci.image.index.v1+json" } : mode === "absent" ? { kind: "absent", reason: "does not exist (--lookups absent)" } : { kind: "unknown", reason: "not checked (--lookups unknown)" });
-        }
+      const analysis = analysePod(input, config);
+      let facts: Facts;
+      if (stack) {
+        // The server's own fact gathering: one deadline for the review, the same credentials.
+        facts = await gatherFacts(input, analysis, { config, lookup: stack.resolver, metrics, logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
+      } else {
+        const answer: LookupResult = mode === "exists" ? { kind: "exists", mediaType: "application/vnd.oci.image.index.v1+json" } : mode === "absent" ? { kind: "absent", reason: "does not exist (--lookups absent)" } : { kind: "unknown", reason: "not checked (--lookups unknown)" };
+        facts = { lookups: new Map(analysis.candidates.map((c) => [c.key, answer])) };
       }
-      const p = plan(input, { lookups }, config);
+      const p = plan(input, facts, config, analysis);
       const patch = toPatch(pod, p);
       if (values.json) { process.stdout.write(JSON.stringify({ plan: p, patch }, null, 2) + "\n"); continue; }
       const name = pod.metadata?.name ?? pod.metadata?.generateName ?? "(unnamed)";

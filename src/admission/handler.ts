@@ -34,14 +34,18 @@ export interface HandlerDeps {
 
 export interface HandlerResult { status: number; body: AdmissionResponseBody | { error: string; message: string } }
 
-export function credentialsFor(pod: PodLike, namespace: string, domain: string, path: string, deps: HandlerDeps): Credential[] {
-  const out: Credential[] = [];
+/**
+ * The credentials a pod may use for a registry: its own pull secrets (from the informer
+ * cache, looked up once per review) tried before the chart's imagePullSecretsCrs.
+ */
+function credentialSource(pod: PodLike, namespace: string, deps: HandlerDeps): (domain: string, path: string) => Credential[] {
+  const keyrings: Keyring[] = [];
   if (deps.config.registry.usePodPullSecrets && deps.pullSecrets) {
     const names = (pod.spec?.imagePullSecrets ?? []).map((s) => s.name).filter((n): n is string => typeof n === "string" && n !== "");
-    if (names.length > 0) for (const k of deps.pullSecrets.keyrings(namespace, names)) out.push(...k.lookup(domain, path));
+    if (names.length > 0) keyrings.push(...deps.pullSecrets.keyrings(namespace, names));
   }
-  if (deps.configuredKeyring) out.push(...deps.configuredKeyring.lookup(domain, path));
-  return out;
+  if (deps.configuredKeyring) keyrings.push(deps.configuredKeyring);
+  return (domain, path) => keyrings.flatMap((k) => k.lookup(domain, path));
 }
 
 /**
@@ -51,9 +55,10 @@ export function credentialsFor(pod: PodLike, namespace: string, domain: string, 
 export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps: HandlerDeps): Promise<Facts> {
   const lookups = new Map<string, LookupResult>();
   const missing: Array<{ c: PodAnalysis["candidates"][number]; creds: Credential[] }> = [];
+  const credentials = credentialSource(input.pod, input.namespace, deps);
   for (const c of analysis.candidates) {
     if (lookups.has(c.key)) continue;
-    const creds = credentialsFor(input.pod, input.namespace, c.accelerated.domain, c.accelerated.path, deps);
+    const creds = credentials(c.accelerated.domain, c.accelerated.path);
     const hit = deps.lookup.peek?.(c.accelerated, creds);
     if (hit) lookups.set(c.key, hit); else missing.push({ c, creds });
   }
