@@ -2,16 +2,39 @@
 // into an RFC 6902 patch (toPatch, for the admission response).
 import type jsonpatch from "fast-json-patch";
 import { ANNOTATION_ORIGINAL_IMAGES } from "./annotations.js";
-import type { Plan } from "./plan.js";
+import { changesImage, type Placement, type Plan } from "./plan.js";
 import type { PodLike } from "./pod.js";
 
 export type PatchOperation = jsonpatch.Operation;
+
+// The decisions both applyPlan and toPatch make; the property tests check that the
+// patch toPatch writes for them gives exactly applyPlan's pod.
+
+type Spec = NonNullable<PodLike["spec"]>;
+
+/** Preferred placement adds its term unless the pod already prefers or requires key=value. */
+function needsPreferredTerm(spec: Spec, { key, value }: Placement): boolean {
+  const present = spec.affinity?.nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution
+    ?.some((p) => p.preference.matchExpressions?.some((e) => e.key === key && e.operator === "In" && e.values?.includes(value)));
+  return !present && spec.nodeSelector?.[key] !== value;
+}
+
+function preferredTerm({ key, value, weight }: Placement) {
+  return { weight, preference: { matchExpressions: [{ key, operator: "In", values: [value] }] } };
+}
+
+/** The annotations a plan sets, original images included. */
+function annotationsOf(plan: Plan): Record<string, string> {
+  const ann: Record<string, string> = { ...plan.annotations };
+  if (plan.originalImages) ann[ANNOTATION_ORIGINAL_IMAGES] = JSON.stringify(plan.originalImages);
+  return ann;
+}
 
 export function applyPlan(pod: PodLike, plan: Plan): PodLike {
   const out = structuredClone(pod);
   const spec = (out.spec ??= {});
   for (const d of plan.containers) {
-    if (d.image === d.original || d.outcome === "already-handled") continue;
+    if (!changesImage(d)) continue;
     const c = spec[d.kind]?.[d.index];
     if (c) c.image = d.image;
   }
@@ -19,21 +42,16 @@ export function applyPlan(pod: PodLike, plan: Plan): PodLike {
     const { key, value } = plan.placement;
     if (plan.placement.mode === "required") {
       (spec.nodeSelector ??= {})[key] ??= value;
-    } else {
-      const present = spec.affinity?.nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution
-        ?.some((p) => p.preference.matchExpressions?.some((e) => e.key === key && e.operator === "In" && e.values?.includes(value)));
-      if (!present && spec.nodeSelector?.[key] !== value) {
-        const na = ((spec.affinity ??= {}).nodeAffinity ??= {});
-        (na.preferredDuringSchedulingIgnoredDuringExecution ??= []).push({ weight: plan.placement.weight, preference: { matchExpressions: [{ key, operator: "In", values: [value] }] } });
-      }
+    } else if (needsPreferredTerm(spec, plan.placement)) {
+      const na = ((spec.affinity ??= {}).nodeAffinity ??= {});
+      (na.preferredDuringSchedulingIgnoredDuringExecution ??= []).push(preferredTerm(plan.placement));
     }
   }
   if (Object.keys(plan.labels).length > 0) {
     const meta = (out.metadata ??= {});
     meta.labels = { ...(meta.labels ?? {}), ...plan.labels };
   }
-  const ann: Record<string, string> = { ...plan.annotations };
-  if (plan.originalImages) ann[ANNOTATION_ORIGINAL_IMAGES] = JSON.stringify(plan.originalImages);
+  const ann = annotationsOf(plan);
   if (Object.keys(ann).length > 0) {
     const meta = (out.metadata ??= {});
     meta.annotations = { ...(meta.annotations ?? {}), ...ann };
@@ -64,28 +82,25 @@ export function toPatch(pod: PodLike, plan: Plan): PatchOperation[] {
   const ops: PatchOperation[] = [];
   const spec = pod.spec;
   for (const d of plan.containers) {
-    if (d.image === d.original || d.outcome === "already-handled") continue;
+    if (!changesImage(d)) continue;
     if (spec?.[d.kind]?.[d.index]) ops.push({ op: "replace", path: `/spec/${d.kind}/${d.index}/image`, value: d.image });
   }
   if (plan.placement && spec) {
     const { key, value } = plan.placement;
     if (plan.placement.mode === "required") {
       if (spec.nodeSelector?.[key] == null) addEntries(ops, "/spec/nodeSelector", spec.nodeSelector, { [key]: value });
-    } else {
-      const term = { weight: plan.placement.weight, preference: { matchExpressions: [{ key, operator: "In", values: [value] }] } };
+    } else if (needsPreferredTerm(spec, plan.placement)) {
+      // Add the term at the first level that exists.
+      const term = preferredTerm(plan.placement);
       const na = spec.affinity?.nodeAffinity;
       const prefs = na?.preferredDuringSchedulingIgnoredDuringExecution;
-      const present = prefs?.some((p) => p.preference.matchExpressions?.some((e) => e.key === key && e.operator === "In" && e.values?.includes(value)));
-      if (!present && spec.nodeSelector?.[key] !== value) {
-        if (spec.affinity == null) ops.push({ op: "add", path: "/spec/affinity", value: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [term] } } });
-        else if (na == null) ops.push({ op: "add", path: "/spec/affinity/nodeAffinity", value: { preferredDuringSchedulingIgnoredDuringExecution: [term] } });
-        else if (prefs == null) ops.push({ op: "add", path: "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution", value: [term] });
-        else ops.push({ op: "add", path: "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/-", value: term });
-      }
+      if (spec.affinity == null) ops.push({ op: "add", path: "/spec/affinity", value: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [term] } } });
+      else if (na == null) ops.push({ op: "add", path: "/spec/affinity/nodeAffinity", value: { preferredDuringSchedulingIgnoredDuringExecution: [term] } });
+      else if (prefs == null) ops.push({ op: "add", path: "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution", value: [term] });
+      else ops.push({ op: "add", path: "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/-", value: term });
     }
   }
-  const ann: Record<string, string> = { ...plan.annotations };
-  if (plan.originalImages) ann[ANNOTATION_ORIGINAL_IMAGES] = JSON.stringify(plan.originalImages);
+  const ann = annotationsOf(plan);
   const hasLabels = Object.keys(plan.labels).length > 0;
   const hasAnn = Object.keys(ann).length > 0;
   if (pod.metadata == null) {

@@ -76,6 +76,11 @@ export interface Plan {
   imageCache?: ImageCacheDecision;
 }
 
+/** Whether apply/patch must write this decision's image into the pod. */
+export function changesImage(d: ContainerDecision): boolean {
+  return d.image !== d.original && d.outcome !== "already-handled";
+}
+
 /** A registry lookup the plan needs: the accelerated reference of a candidate container. */
 export interface Candidate {
   kind: ContainerKind;
@@ -321,7 +326,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     decisions.push(decision(a.walk, a.walk.image!, result ? formatReference(result) : a.walk.image!, outcome, reason, warn, rule));
   }
 
-  const changed = decisions.filter((d) => d.image !== d.original && d.outcome !== "already-handled");
+  const changed = decisions.filter(changesImage);
   const annotations: Record<string, string> = {};
   let originalImages: Record<string, string> | undefined;
   if (changed.length > 0 && !isEphemeral) {

@@ -43,15 +43,20 @@ export class TagResolver implements TagLookup {
 
   breakerState(domain: string): string { return this.breakers.get(domain)?.state ?? "closed"; }
 
+  /** The cache key: the reference and the credential it was asked with. */
+  private keyOf(ref: ImageReference, creds: readonly Credential[]): string {
+    return `${formatReference(ref)}|${credentialFingerprint(creds)}`;
+  }
+
   peek(ref: ImageReference, creds: readonly Credential[]): LookupResult | undefined {
-    const hit = this.cache.get(`${formatReference(ref)}|${credentialFingerprint(creds)}`);
+    const hit = this.cache.get(this.keyOf(ref, creds));
     if (hit) this.opts.metrics?.cache.inc({ result: "hit" });
     return hit;
   }
 
   async lookup(ref: ImageReference, creds: readonly Credential[], signal: AbortSignal): Promise<LookupResult> {
     const m = this.opts.metrics;
-    const key = `${formatReference(ref)}|${credentialFingerprint(creds)}`;
+    const key = this.keyOf(ref, creds);
     const hit = this.cache.get(key);
     if (hit) { m?.cache.inc({ result: "hit" }); return hit; }
     const pending = this.inflight.get(key);
