@@ -44,6 +44,18 @@ describe("self-managed TLS", () => {
     return w.map((x: any) => Buffer.from(x.clientConfig.caBundle, "base64").toString());
   };
 
+  /** A TlsManager, the admission server it swaps certificates into, and continuous requests to it. */
+  const managedServerUnderLoad = async () => {
+    let server: Awaited<ReturnType<typeof buildAdmissionServer>> | undefined;
+    const mgr = new TlsManager(api.kubeConfig(), opts((m) => { if (server) swapCertificate(server, m); }), logger);
+    await mgr.start();
+    const deps: HandlerDeps = { config: compileConfig({}), lookup: { lookup: async () => ({ kind: "unknown", reason: "x" }) }, logger, metrics: new Metrics() };
+    server = await buildAdmissionServer({ deps, tls: mgr.material!, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
+    await server.listen({ port: 0, host: "127.0.0.1" });
+    const load = continuousRequests((server.server.address() as { port: number }).port);
+    return { mgr, server, load };
+  };
+
   /** Requests in a loop, each on a new connection (a new handshake) trusting only the caBundle the API server would use now. */
   const continuousRequests = (port: number) => {
     const state = { ok: 0, failures: [] as string[], servedBy: new Set<string>(), running: true, done: Promise.resolve() };
@@ -82,15 +94,7 @@ describe("self-managed TLS", () => {
   });
 
   it("continuous requests trusting only the caBundle survive a serving-certificate rotation and a CA rollover", async () => {
-    let server: Awaited<ReturnType<typeof buildAdmissionServer>> | undefined;
-    const mgr = new TlsManager(api.kubeConfig(), opts((m) => { if (server) swapCertificate(server, m); }), logger);
-    await mgr.start();
-    const deps: HandlerDeps = { config: compileConfig({}), lookup: { lookup: async () => ({ kind: "unknown", reason: "x" }) }, logger, metrics: new Metrics() };
-    server = await buildAdmissionServer({ deps, tls: mgr.material!, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
-    await server.listen({ port: 0, host: "127.0.0.1" });
-    const port = (server.server.address() as { port: number }).port;
-
-    const load = continuousRequests(port);
+    const { mgr, server, load } = await managedServerUnderLoad();
     const step = async (advanceMs: number) => {
       fake += advanceMs;
       await mgr.reconcile();
@@ -124,15 +128,7 @@ describe("self-managed TLS", () => {
   }, 60_000);
 
   it("a Secret deleted under load is written back from memory with no failed handshake; a caBundle reset by someone else is restored", async () => {
-    let server: Awaited<ReturnType<typeof buildAdmissionServer>> | undefined;
-    const changes: string[] = [];
-    const mgr = new TlsManager(api.kubeConfig(), opts((m) => { changes.push(m.cert); if (server) swapCertificate(server, m); }), logger);
-    await mgr.start();
-    const deps: HandlerDeps = { config: compileConfig({}), lookup: { lookup: async () => ({ kind: "unknown", reason: "x" }) }, logger, metrics: new Metrics() };
-    server = await buildAdmissionServer({ deps, tls: mgr.material!, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
-    await server.listen({ port: 0, host: "127.0.0.1" });
-    const port = (server.server.address() as { port: number }).port;
-    const load = continuousRequests(port);
+    const { mgr, server, load } = await managedServerUnderLoad();
 
     const ca1 = mgr.caCert!;
     const served1 = mgr.material!.cert;
