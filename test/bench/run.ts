@@ -22,6 +22,7 @@ import { createCA, issueServing } from "../../src/tls/certificates.js";
 import { secureContextOptions } from "../../src/tls/settings.js";
 import { pushImage, startRegistry } from "../support/registry.js";
 import { hang, startFaultServer } from "../support/faults.js";
+import { review } from "../support/webhook.js";
 import { lazyLoadingBench } from "./lazy.js";
 
 const pexec = promisify(execFile);
@@ -53,9 +54,6 @@ function benchPod(reg: string, tagSuffix = "") {
   };
 }
 
-function review(pod: unknown, uid = "7c1f7e3e-3a0a-4a57-9d39-3f1d8d7b0c11") {
-  return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: { uid, kind: { group: "", version: "v1", kind: "Pod" }, resource: { group: "", version: "v1", resource: "pods" }, namespace: "default", operation: "CREATE", userInfo: { username: "system:serviceaccount:kube-system:replicaset-controller" }, object: pod, dryRun: false } };
-}
 
 // With two CPUs or more, the server (this process, all its threads) is pinned to CPU 0 and
 // the load client to CPU 1, so that neither steals the other's core: throughput is then
@@ -152,7 +150,7 @@ async function admissionBench(dir: string) {
     const bstack = createRegistryStack(config, bm);
     const bdeps: HandlerDeps = { config, lookup: bstack.resolver, logger: quietLogger, metrics: bm };
     const pod = benchPod(reg.host);
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => handleReview(review(pod, `burst-${i}`), bdeps)));
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => handleReview(review(pod, { uid: `burst-${i}` }), bdeps)));
     const reqs = await counter(bm, "apparate_registry_requests_total", { kind: "manifest" });
     await bstack.close();
     results.registryBurst = { pods: 1000, distinctImagesChecked: 3, registryRequests: reqs, perImage: reqs / 3 };
