@@ -36,7 +36,8 @@ describe.skipIf(!registryAvailable)("apparate explain", () => {
     writeFileSync(join(dir, "config.json"), JSON.stringify(configDoc));
     const out = JSON.parse(execFileSync(process.execPath, ["--import", "tsx", "src/cli.ts", "explain", "-f", join(dir, "pod.yaml"), "--config", join(dir, "config.json"), "--json"], { encoding: "utf8" }));
     const served = await hook.post(review(pod));
-    expect(out.patch).toEqual(decodePatch(served.json));
-    expect(out.plan.containers.map((d: { outcome: string }) => d.outcome)).toEqual(["accelerated", "accelerated-absent", "rewritten"]);
+    expect(out.pods).toHaveLength(1);
+    expect(out.pods[0].patch).toEqual(decodePatch(served.json));
+    expect(out.pods[0].plan.containers.map((d: { outcome: string }) => d.outcome)).toEqual(["accelerated", "accelerated-absent", "rewritten"]);
   }, 30_000);
 });
