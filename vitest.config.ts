@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Under CI=true a missing real component fails the run by name (no silent skips).
+    globalSetup: ["test/support/required-tools.ts"],
   },
 });

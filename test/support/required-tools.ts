@@ -1,0 +1,38 @@
+// vitest globalSetup. The integration suites skip themselves where a real component
+// is missing, which is right on a developer's laptop and wrong in CI: there, a
+// missing tool must fail the run, by name, instead of turning tests into skips.
+import { accessSync, constants, existsSync } from "node:fs";
+import { delimiter, join } from "node:path";
+
+/** What the test matrix runs for real: [what, how to check, where it comes from]. */
+const REQUIRED: ReadonlyArray<readonly [string, () => boolean, string]> = [
+  ["docker-registry", () => existsSync(process.env.REGISTRY_BIN ?? "/usr/bin/docker-registry"), "Debian package docker-registry"],
+  ["skopeo", () => onPath("skopeo"), "Debian package skopeo"],
+  ["umoci", () => onPath("umoci"), "Debian package umoci"],
+  ["containerd", () => existsSync("/usr/bin/containerd"), "Debian package containerd"],
+  ["ctr", () => onPath("ctr"), "Debian package containerd"],
+  ["ctr-remote", () => existsSync("/usr/bin/ctr-remote"), "Debian package stargz-snapshotter"],
+  ["htpasswd", () => onPath("htpasswd"), "Debian package apache2-utils"],
+  ["busybox", () => existsSync("/bin/busybox"), "Debian package busybox-static"],
+  ["helm", () => existsSync(".tmp/bin/helm"), "test/support/install-helm.sh (make helm)"],
+  ["/dev/fuse", () => existsSync("/dev/fuse"), "the kernel's FUSE device"],
+  ["root", () => process.getuid?.() === 0, "the node tests mount and run containerd as root"],
+];
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? "").split(delimiter).some((d) => {
+    try { accessSync(join(d, cmd), constants.X_OK); return true; } catch { return false; }
+  });
+}
+
+export function missingTools(): string[] {
+  return REQUIRED.filter(([, ok]) => !ok()).map(([name, , from]) => `${name} (${from})`);
+}
+
+export default function setup(): void {
+  if (process.env.CI !== "true") return;
+  const missing = missingTools();
+  if (missing.length > 0) {
+    throw new Error(`CI=true and these are missing, so tests would be skipped silently: ${missing.join(", ")}. Run \`make deps helm\`.`);
+  }
+}
