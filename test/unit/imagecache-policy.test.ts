@@ -115,3 +115,123 @@ describe("image cache in the plan", () => {
     expect(out.imageCache!.result).toBe("missed");
   });
 });
+
+// Each test below pins a behaviour a mutation run found unpinned (npm run test:mutation).
+describe("image cache policy: what the mutation run found unpinned", () => {
+  it("imageKeys: a tag lists one key, a digest one key, tag+digest both (never \"repo:undefined\", never twice)", async () => {
+    const { imageKeys } = await import("../../src/imagecache/policy.js");
+    expect(imageKeys("nginx:1.25")).toEqual(["docker.io/library/nginx:1.25"]);
+    expect(imageKeys(`nginx@${D}`)).toEqual([`docker.io/library/nginx@${D}`]);
+    expect(imageKeys(`nginx:1.25@${D}`)).toEqual([`docker.io/library/nginx@${D}`, "docker.io/library/nginx:1.25"]);
+    expect(imageKeys("Not A Reference")).toBeUndefined();
+  });
+
+  it("a cache's malformed images are set aside by name; its valid images still match", async () => {
+    const { toEntry } = await import("../../src/imagecache/policy.js");
+    expect(toEntry(cache("m", ["nginx:1.25", "Not A Reference"])).invalidImages).toEqual(["Not A Reference"]);
+    expect(toEntry(cache("ok", ["nginx:1.25"])).invalidImages).toEqual([]);
+    expect(index(cache("m", ["Not A Reference", "nginx:1.25"])).match(["nginx:1.25"], opts)).toMatchObject({ kind: "matched" });
+  });
+
+  it.each([
+    ["expires exactly at created + retentionDays", 7 * DAY, false],
+    ["one millisecond before that it is usable", 7 * DAY - 1, true],
+    ["a cache with a retention period inside it is usable", 6 * DAY, true],
+  ])("retention: %s", async (_what, age, usable) => {
+    const { isUsable, toEntry } = await import("../../src/imagecache/policy.js");
+    expect(isUsable(toEntry(cache("r", ["nginx:1.25"], { retentionDays: 7, created: NOW - age })), "Ready", NOW)).toBe(usable);
+  });
+
+  it("rank is a strict order: size, then newer, then name, and 0 only for the same cache", async () => {
+    const { rank, toEntry } = await import("../../src/imagecache/policy.js");
+    const a = toEntry(cache("a", [])); const b = toEntry(cache("b", []));
+    expect(rank(a, b)).toBeLessThan(0);
+    expect(rank(b, a)).toBeGreaterThan(0);
+    expect(rank(a, a)).toBe(0);
+    expect(rank(toEntry(cache("z", [], { size: 1 })), a)).toBeLessThan(0);
+    expect(rank(toEntry(cache("z", [], { created: NOW })), a)).toBeLessThan(0);
+  });
+
+  it.each(["all", "most"] as const)("matchMode %s: the best cache wins whatever the order the caches arrived in", (matchMode) => {
+    const caches = [cache("a", ["nginx:1.25"]), cache("b", ["nginx:1.25"]), cache("c", ["nginx:1.25"], { size: 30 })];
+    for (const order of [caches, [...caches].reverse(), [caches[1]!, caches[2]!, caches[0]!]]) {
+      const r = index(...order).match(["nginx:1.25"], { ...opts, matchMode });
+      expect(r.kind === "matched" && r.cache.name).toBe("a");
+    }
+  });
+
+  it("all: a small cache holding only some of the pod's images is never chosen, even when it sorts first", () => {
+    const i = index(cache("part", ["x/x:1"], { size: 1 }), cache("full", ["x/x:1", "y/y:1"], { size: 50 }), cache("other", ["y/y:1"], { size: 1 }));
+    const r = i.match(["x/x:1", "y/y:1"], opts);
+    expect(r).toMatchObject({ kind: "matched", covered: ["docker.io/x/x:1", "docker.io/y/y:1"], uncovered: [] });
+    expect(r.kind === "matched" && r.cache.name).toBe("full");
+  });
+
+  it("most: a not-ready cache covering more is passed over; covered and uncovered are exact", () => {
+    const i = index(cache("more", ["x/x:1", "y/y:1"], { phase: "Creating" }), cache("less", ["x/x:1"]));
+    const r = i.match(["x/x:1", "y/y:1"], { ...opts, matchMode: "most" });
+    expect(r).toMatchObject({ kind: "matched", covered: ["docker.io/x/x:1"], uncovered: ["docker.io/y/y:1"] });
+    expect(r.kind === "matched" && r.cache.name).toBe("less");
+  });
+
+  it.each([
+    ["a pod with no images", [], opts, "pod has no images"],
+    ["a malformed pod image, named and cut to 80 characters", ["Bad Ref " + "x".repeat(100)], opts, `image ${JSON.stringify(("Bad Ref " + "x".repeat(100)).slice(0, 80))} is not a valid reference`],
+    ["all: an image no cache holds", ["nginx:9"], opts, "no image cache holds docker.io/library/nginx:9"],
+    ["all: held only by caches that are not ready", ["redis:7"], opts, "no ready, unexpired image cache holds every image of the pod"],
+    ["most: held only by caches that are not ready", ["redis:7"], { ...opts, matchMode: "most" as const }, "no ready, unexpired image cache holds any image of the pod"],
+    ["latestTag skip, all: a latest image refuses the match", ["nginx", "redis:7"], { ...opts, latestTag: "skip" as const }, "pod uses :latest (docker.io/library/nginx:latest); a latest cache may be stale (imageCache.latestTag: skip)"],
+    ["latestTag skip, most: only latest images", ["nginx"], { ...opts, latestTag: "skip" as const, matchMode: "most" as const }, "pod only uses :latest images (imageCache.latestTag: skip)"],
+  ])("the reason given when nothing matches: %s", (_what, images, o, reason) => {
+    const i = index(cache("web", ["nginx:1.25", "nginx:latest"]), cache("pending", ["redis:7"], { phase: "Creating" }));
+    expect(i.match(images, o)).toEqual({ kind: "none", reason });
+  });
+
+  it("latestTag skip with no latest image in the pod matches as usual (negative control)", () => {
+    expect(index(cache("web", ["nginx:1.25"])).match(["nginx:1.25"], { ...opts, latestTag: "skip" })).toMatchObject({ kind: "matched" });
+  });
+
+  it("most: the cache covering more images wins over a smaller, newer one, whatever the order they arrived in", () => {
+    const one = cache("one", ["a/a:1"], { size: 20, created: NOW }); const two = cache("two", ["a/a:1", "b/b:1"], { size: 90 });
+    for (const order of [[one, two], [two, one]]) {
+      const r = index(...order).match(["a/a:1", "b/b:1"], { ...opts, matchMode: "most" });
+      expect(r.kind === "matched" && r.cache.name).toBe("two");
+    }
+  });
+
+  it("duplicate pod images are covered once", () => {
+    expect(index(cache("a", ["nginx:1.25"])).match(["nginx:1.25", "docker.io/library/nginx:1.25"], opts)).toMatchObject({ covered: ["docker.io/library/nginx:1.25"] });
+  });
+
+  it("caches sharing an image: each stays indexed; removing one leaves the other matching", () => {
+    const i = index(cache("a", ["nginx:1.25"], { size: 10 }), cache("b", ["nginx:1.25"], { size: 20 }));
+    i.remove("a");
+    const r = i.match(["nginx:1.25"], opts);
+    expect(r.kind === "matched" && r.cache.name).toBe("b");
+    i.remove("b");
+    // No empty set left behind: the reason is "no cache holds", not "none ready".
+    expect(i.match(["nginx:1.25"], opts)).toEqual({ kind: "none", reason: "no image cache holds docker.io/library/nginx:1.25" });
+    const j = index(cache("first", ["nginx:1.25"], { size: 10 }));
+    j.upsert(cache("second", ["nginx:1.25"], { size: 5 }));
+    j.remove("second");
+    expect(j.match(["nginx:1.25"], opts)).toMatchObject({ kind: "matched", cache: { name: "first" } });
+  });
+
+  it("an imcId taken over by another cache stays indexed when the old one is removed", () => {
+    const i = index(cache("old", ["nginx:1.25"], { imcId: "imc-x" }));
+    i.upsert(cache("new", ["nginx:1.25"], { imcId: "imc-x" }));
+    i.remove("old");
+    expect(i.byId("imc-x")?.name).toBe("new");
+  });
+
+  it("replace swaps the whole content (an informer relist); get and names read it", () => {
+    const i = index(cache("a", ["nginx:1.25"]), cache("b", ["redis:7"]));
+    i.replace([cache("c", ["redis:7"])]);
+    expect(i.names()).toEqual(["c"]);
+    expect(i.get("c")?.name).toBe("c");
+    expect(i.get("a")).toBeUndefined();
+    expect(i.byId("imc-a")).toBeUndefined();
+    expect(i.match(["nginx:1.25"], opts).kind).toBe("none");
+    expect(i.size).toBe(1);
+  });
+});
