@@ -7,6 +7,7 @@ import { CoreV1Api, type KubeConfig, type V1Pod, type CoreV1Event } from "@kuber
 import { ANNOTATION_IMAGE_CACHE_MATCH, ANNOTATION_USE_IMAGE_CACHE, LABEL_IMAGE_CACHE } from "../mutate/annotations.js";
 import type { Logger } from "../observability/logger.js";
 import { startInformer, type ManagedInformer } from "../kube/informer.js";
+import { isAlreadyExists } from "../kube/status.js";
 
 export interface CacheEvent { reason: "ImageCacheUsed" | "ImageCacheMissed"; type: "Normal" | "Warning"; message: string }
 
@@ -52,8 +53,7 @@ export function startImageCacheEvents(kc: KubeConfig, logger: Logger): ManagedIn
     try {
       await core.createNamespacedEvent({ namespace, body });
     } catch (err) {
-      const code = (err as { code?: number }).code;
-      if (code !== 409) logger.warn({ pod: `${namespace}/${name}`, err: String(err) }, "cannot emit image cache event");
+      if (!isAlreadyExists(err)) logger.warn({ pod: `${namespace}/${name}`, err }, "cannot emit image cache event");
     }
   };
   return startInformer<V1Pod>(kc, "pods(image-cache)", "/api/v1/pods",

@@ -30,7 +30,7 @@ export function startInformer<T extends KubernetesObject>(
     if (stopped) return;
     informer.start().then(
       () => { synced = true; connected = true; backoff = 500; },
-      (err: unknown) => { connected = false; logger.warn({ informer: name, err: String(err) }, "informer list failed"); schedule(); },
+      (err: unknown) => { connected = false; logger.warn({ informer: name, err }, "informer list failed"); schedule(); },
     );
   };
   const schedule = () => {
@@ -41,7 +41,7 @@ export function startInformer<T extends KubernetesObject>(
   };
   informer.on("error", (err) => {
     connected = false;
-    logger.warn({ informer: name, err: String(err) }, "informer watch failed; restarting");
+    logger.warn({ informer: name, err }, "informer watch failed; restarting");
     schedule();
   });
   informer.on("connect", () => { connected = true; });

@@ -14,6 +14,7 @@ import type { Logger } from "../observability/logger.js";
 import { startInformer, type ManagedInformer } from "../kube/informer.js";
 import { certificateValidity, createCA, issueServing, serviceDnsNames, type KeyPairPem } from "./certificates.js";
 import type { ServingMaterial } from "./settings.js";
+import { isConflict, isNotFound } from "../kube/status.js";
 
 export class TlsError extends ApparateError {}
 
@@ -54,11 +55,6 @@ function fromSecret(s: V1Secret): Material | undefined {
   return { ca, serving, bundle: unb64(d["ca-bundle.crt"]) || ca.cert, ...(Number.isFinite(started) && started > 0 ? { rolloverStarted: started } : {}), ...(prev ? { previousCa: prev } : {}) };
 }
 
-function httpCode(err: unknown): number | undefined {
-  const e = err as { code?: number; statusCode?: number; response?: { statusCode?: number } };
-  return e?.code ?? e?.statusCode ?? e?.response?.statusCode;
-}
-
 export class TlsManager {
   private readonly core: CoreV1Api;
   private readonly admission: AdmissionregistrationV1Api;
@@ -81,7 +77,7 @@ export class TlsManager {
   /** Converges once; serialised so that timers and watch events never race each other. */
   reconcile(): Promise<void> {
     this.busy = this.busy.then(() => this.reconcileOnce()).catch((err: unknown) => {
-      this.logger.error({ err: String(err) }, "TLS reconcile failed; will retry");
+      this.logger.error({ err }, "TLS reconcile failed; will retry");
     });
     return this.busy;
   }
@@ -150,7 +146,7 @@ export class TlsManager {
       try {
         secret = await this.core.readNamespacedSecret({ name: secretName, namespace });
       } catch (err) {
-        if (httpCode(err) !== 404) throw err;
+        if (!isNotFound(err)) throw err;
       }
       if (!secret) {
         // A Secret deleted under a running webhook is written back from memory: a new
@@ -163,7 +159,7 @@ export class TlsManager {
           await this.core.createNamespacedSecret({ namespace, body: this.toSecret(m) });
           this.logger.info({ secret: `${namespace}/${secretName}` }, kept ? "recreated the deleted webhook TLS Secret from memory" : "created webhook CA and serving certificate");
         } catch (err) {
-          if (httpCode(err) === 409) continue; // another replica won: read what it wrote
+          if (isConflict(err)) continue; // another replica won: read what it wrote
           throw err;
         }
         await this.publish(m);
@@ -178,7 +174,7 @@ export class TlsManager {
         try {
           await this.core.replaceNamespacedSecret({ name: secretName, namespace, body: { ...this.toSecret(target), metadata: { ...this.toSecret(target).metadata, resourceVersion: secret.metadata!.resourceVersion! } } });
         } catch (err) {
-          if (httpCode(err) === 409) continue;
+          if (isConflict(err)) continue;
           throw err;
         }
         await this.publish(target);
@@ -234,7 +230,7 @@ export class TlsManager {
     try {
       cfg = await this.admission.readMutatingWebhookConfiguration({ name: this.opts.webhookConfigName });
     } catch (err) {
-      if (httpCode(err) === 404) { this.logger.warn({ name: this.opts.webhookConfigName }, "webhook configuration not found; caBundle not patched yet"); return; }
+      if (isNotFound(err)) { this.logger.warn({ name: this.opts.webhookConfigName }, "webhook configuration not found; caBundle not patched yet"); return; }
       throw err;
     }
     if (this.bundleCurrent(cfg, bundle)) return;
