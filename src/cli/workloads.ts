@@ -67,11 +67,11 @@ export function podsOf(docs: readonly unknown[]): Extraction {
       return;
     }
     if (Array.isArray(doc.items) && (kind === undefined || kind.endsWith("List")) && depth < 4) {
-      doc.items.forEach((item, i) => visit(item, `${where} items[${i}]`, depth + 1));
+      doc.items.forEach((item, i) => { visit(item, `${where} items[${i}]`, depth + 1); });
       return;
     }
     out.skipped.push(`${where}: ${kind ? `kind ${kind}` : "no kind"} holds no pod template (${WORKLOAD_KINDS.join(", ")} do)`);
   };
-  docs.forEach((d, i) => visit(d, `document ${i + 1}`, 0));
+  docs.forEach((d, i) => { visit(d, `document ${i + 1}`, 0); });
   return out;
 }

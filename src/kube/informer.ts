@@ -1,7 +1,7 @@
 // An informer that keeps itself alive: @kubernetes/client-node's ListWatch stops on
 // a watch error; this restarts it with capped back-off and reports whether the
 // cache has synced once (it keeps serving the last data while disconnected).
-import { KubeConfig, ListWatch, Watch, type KubernetesObject, type ListPromise } from "@kubernetes/client-node";
+import { type KubeConfig, ListWatch, Watch, type KubernetesObject, type ListPromise } from "@kubernetes/client-node";
 import type { Logger } from "../observability/logger.js";
 
 export interface ManagedInformer<T extends KubernetesObject> {
