@@ -4,7 +4,7 @@
 import type { Config } from "../config/config.js";
 import { ALWAYS_EXCLUDED_NAMESPACES } from "../config/config.js";
 import {
-  formatReference, MAX_TAG_LENGTH, parseReferenceCached, ReferenceError, withDomain, withTag,
+  formatReference, MAX_TAG_LENGTH, parseReferenceCached, ImageReferenceError, withDomain, withTag,
   DEFAULT_TAG, type ImageReference,
 } from "../image/reference.js";
 import type { LookupResult } from "../registry/result.js";
@@ -189,7 +189,7 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
     try {
       ref = parseReferenceCached(walk.image);
     } catch (err) {
-      const msg = err instanceof ReferenceError ? err.message : String(err);
+      const msg = err instanceof ImageReferenceError ? err.message : String(err);
       out.push({ walk, decision: decision(walk, img, img, "invalid-reference", msg, true) });
       continue;
     }
