@@ -1,5 +1,7 @@
 // The configuration file's schema. One JSON Schema drives validation, defaults
-// and the error messages (ajv), and the chart's values.schema.json mirrors it.
+// and the error messages (ajv), and the TypeScript type (json-schema-to-ts); the
+// chart's values.schema.json agrees with it (test/unit/config-schema-agreement.test.ts).
+import type { FromSchema } from "json-schema-to-ts";
 export const configSchema = {
   $id: "https://apparate.io/schemas/config.json",
   type: "object",
@@ -103,52 +105,10 @@ export const configSchema = {
   },
 } as const;
 
-export interface AccelerationRule {
-  name?: string;
-  registry?: string;
-  namespace?: string;
-  repository?: string;
-  tag?: string;
-}
-
-/** The file as written, after defaults. */
-export interface RawConfig {
-  namespaces: string[] | string;
-  namespaceLabel: string;
-  releaseNamespace: string;
-  acceleration: {
-    enabled: boolean;
-    tagSuffix: string;
-    registries: string[];
-    rules: AccelerationRule[];
-    ephemeralContainers: boolean;
-    placement: { mode: "required" | "preferred" | "none"; nodeLabelKey: string; nodeLabelValue: string; weight: number };
-  };
-  rewrite: { registries: Record<string, string> };
-  registry: {
-    requestTimeoutMs: number;
-    positiveTtlSeconds: number;
-    negativeTtlSeconds: number;
-    unknownBackoffSeconds: number;
-    ttlJitter: number;
-    cacheMaxEntries: number;
-    breakerFailures: number;
-    breakerCooldownSeconds: number;
-    plainHttp: string[];
-    caFile?: string;
-    dockerConfigFile?: string;
-    usePodPullSecrets: boolean;
-  };
-  imageCache: {
-    enabled: boolean;
-    group: string;
-    version: string;
-    plural: string;
-    readyPhase: string;
-    matchMode: "all" | "most";
-    latestTag: "match" | "skip";
-    write: "id" | "auto";
-    events: boolean;
-  };
-  admission: { deadlineMs: number; maxBodyBytes: number };
-}
+/**
+ * The file as written, after ajv has filled in the defaults: derived from the
+ * schema above, so the two cannot drift apart. A property with a default is
+ * present; one without (caFile, a rule's fields) is optional.
+ */
+export type RawConfig = FromSchema<typeof configSchema>;
+export type AccelerationRule = RawConfig["acceleration"]["rules"][number];
