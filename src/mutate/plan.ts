@@ -100,7 +100,7 @@ export interface Facts {
   /** The image caches known now; absent when the feature is off. */
   imageCaches?: ImageCacheView;
   /** ms since epoch, for cache expiry. */
-  now?: number;
+  now: number;
 }
 
 export interface ImageCacheDecision {
@@ -351,14 +351,14 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     const ann = input.pod.metadata?.annotations ?? {};
     const prior = ann[ANNOTATION_IMAGE_CACHE_MATCH] !== undefined && ann[ANNOTATION_USE_IMAGE_CACHE] !== undefined ? priorChoice(ann[ANNOTATION_IMAGE_CACHE_MATCH]!, ann[ANNOTATION_USE_IMAGE_CACHE]!) : undefined;
     // A pod apparate already chose for (a reinvocation, a repeated review) keeps that choice as it is.
-    imageCache = prior ?? chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now ?? Date.now());
+    imageCache = prior ?? chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now);
     if (imageCache.result === "used" && !prior) {
       const c = facts.imageCaches.byId(imageCache.imcId!)!;
       const value = config.imageCache.write === "id" ? c.imcId! : "auto";
       if (input.pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE] !== value) annotations[ANNOTATION_USE_IMAGE_CACHE] = value;
       annotations[ANNOTATION_IMAGE_CACHE_MATCH] = JSON.stringify({
         cache: c.name, imcId: c.imcId, images: images.length, sizeGiB: c.size,
-        ageDays: Math.floor(((facts.now ?? Date.now()) - c.created) / 86_400_000), mode: config.imageCache.matchMode,
+        ageDays: Math.floor(((facts.now) - c.created) / 86_400_000), mode: config.imageCache.matchMode,
       });
     }
     warnings.push(`apparate: image cache: ${imageCache.reason}`);
