@@ -81,7 +81,7 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
       await stack.close();
     }
   } else {
-    const with_ = (kind: "exists" | "absent"): Facts => ({ lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(kind)])) });
+    const with_ = (kind: "exists" | "absent"): Facts => ({ lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(kind)])), now: Date.now() });
     const p = plan(input, with_("exists"), config, analysis);
     if (p.skipped) result.skipped = p.skipped;
     result.decision = p.containers[0];

@@ -2,6 +2,7 @@
 // and the error messages (ajv), and the TypeScript type (json-schema-to-ts); the
 // chart's values.schema.json agrees with it (test/unit/config-schema-agreement.test.ts).
 import type { FromSchema } from "json-schema-to-ts";
+import { converterSchema } from "./converter-schema.js";
 export const configSchema = {
   $id: "https://apparate.io/schemas/config.json",
   type: "object",
@@ -102,6 +103,7 @@ export const configSchema = {
         maxBodyBytes: { type: "integer", minimum: 1024, default: 3145728 },
       },
     },
+    converter: converterSchema,
   },
 } as const;
 
