@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { compileConfig } from "../../src/config/config.js";
+import { loadNodeAgentConfig } from "../../src/nodeagent/main.js";
 import { strictCheck, validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { baselineViolations, restrictedViolations } from "../support/pod-security.js";
 
@@ -200,10 +201,15 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
         }
       });
 
-      it("the rendered config is one apparate accepts", () => {
+      it("the rendered configs are ones the webhook and the node agent accept", () => {
         const [cm] = ofKind(objs, "ConfigMap").filter((c) => c.data?.["config.yaml"]);
         const cfg = compileConfig(parseYaml(cm!.data["config.yaml"]));
         expect(cfg.releaseNamespace).toBe(NS);
+        const dir = mkdtempSync(join(tmpdir(), "apparate-agentcfg-"));
+        writeFileSync(join(dir, "node-agent.yaml"), cm!.data["node-agent.yaml"]);
+        const agent = loadNodeAgentConfig(join(dir, "node-agent.yaml"));
+        expect(agent.plainHttp).toEqual([...cfg.registry.plainHttp]);
+        rmSync(dir, { recursive: true });
       });
     });
   });
@@ -482,6 +488,22 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     writeFileSync(join(dir, "bad.sh"), "#!/usr/bin/env bash\nf=$1\nrm $f\n");
     expect(spawnSync("shellcheck", [join(dir, "bad.sh")], { encoding: "utf8" }).stdout).toContain("SC2086");
     rmSync(dir, { recursive: true });
+  });
+
+  it("make e2e-kind (cannot run here: no Docker engine) is strict: set -euo pipefail, the cluster reaches the registry by its in-cluster name, an -apparate variant is pushed, and no check is silenced", () => {
+    const sh = readFileSync("deploy/e2e-kind.sh", "utf8");
+    expect(sh).toMatch(/^set -euo pipefail$/m);
+    const helmInstall = sh.slice(sh.indexOf('"$helm" upgrade --install'), sh.indexOf("kubectl wait node"));
+    expect(helmInstall).toContain("acceleration.registries={$" + "{in_cluster}}"); // the shell's variable, literally
+    expect(helmInstall).not.toMatch(/localhost/);
+    expect(sh).toMatch(/in_cluster="\$\{reg_name\}:5000"/);
+    expect(sh).toMatch(/node dist\/cli\.js convert/);
+    expect(sh).toContain("1.0-apparate");
+    for (const check of ["kubectl wait node", "--for=condition=Ready", "fuse.rawBridge", '"$helm" test']) expect(sh, check).toContain(check);
+    // `|| true` only where a failure is not a check: diagnostics, cleanup, and grep -c's exit status for 0 matches.
+    const body = sh.slice(sh.indexOf('step "1. tools"'));
+    const silenced = body.split("\n").filter((l) => l.includes("|| true"));
+    expect(silenced).toEqual([expect.stringContaining("grep -c 'fuse.rawBridge'")]);
   });
 
   it("every value is documented in the README", () => {
