@@ -5,6 +5,7 @@ import { checkImage, checkImageSpec } from "./check-image.js";
 import type { CommandSpec } from "./command.js";
 import { CONFIG_ENV, CONFIG_OPTION } from "./config.js";
 import { explain, explainSpec } from "./explain.js";
+import { report, reportSpec } from "./report.js";
 import { convertCommand, convertSpec } from "../convert/command.js";
 
 export interface Command {
@@ -87,6 +88,7 @@ export const COMMANDS: readonly Command[] = [
   { spec: serveSpec, run: async (argv) => (await import("../serve.js")).serve([...argv]) },
   { spec: explainSpec, run: explain },
   { spec: checkImageSpec, run: checkImage },
+  { spec: reportSpec, run: report },
   { spec: convertSpec, run: convertCommand },
   { spec: nodeAgentSpec, run: async (argv) => (await import("../nodeagent/main.js")).nodeAgentMain([...argv]) },
   { spec: cleanupSpec, internal: true, run: async (argv) => (await import("../ops.js")).cleanup([...argv]) },
