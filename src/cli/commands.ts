@@ -5,6 +5,7 @@ import { checkImage, checkImageSpec } from "./check-image.js";
 import type { CommandSpec } from "./command.js";
 import { CONFIG_ENV, CONFIG_OPTION } from "./config.js";
 import { explain, explainSpec } from "./explain.js";
+import { convertCommand, convertSpec } from "../convert/command.js";
 import { converterSpec } from "../converter/spec.js";
 
 export interface Command {
@@ -86,6 +87,7 @@ export const COMMANDS: readonly Command[] = [
   { spec: serveSpec, run: async (argv) => (await import("../serve.js")).serve([...argv]) },
   { spec: explainSpec, run: explain },
   { spec: checkImageSpec, run: checkImage },
+  { spec: convertSpec, run: convertCommand },
   { spec: converterSpec, run: async (argv) => (await import("../converter/command.js")).converterMain(argv) },
   { spec: nodeAgentSpec, run: async (argv) => (await import("../nodeagent/main.js")).nodeAgentMain([...argv]) },
   { spec: cleanupSpec, internal: true, run: async (argv) => (await import("../ops.js")).cleanup([...argv]) },
