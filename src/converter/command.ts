@@ -5,14 +5,7 @@ import { parseCommandArgs, UsageError } from "../cli/command.js";
 import { loadCliConfig } from "../cli/config.js";
 import { converterSpec } from "./spec.js";
 import { createLogger } from "../observability/logger.js";
-import type { ConvertImage } from "./engine.js";
 import { startConverter } from "./main.js";
-import { PermanentFailure } from "./queue.js";
-
-/** The engine this build converts with. */
-async function loadEngine(): Promise<ConvertImage> {
-  return async () => { throw new PermanentFailure("this build has no conversion engine (apparate convert)"); };
-}
 
 export async function converterMain(argv: readonly string[]): Promise<number> {
   const { values } = parseCommandArgs(converterSpec, argv);
@@ -29,7 +22,7 @@ export async function converterMain(argv: readonly string[]): Promise<number> {
     kube = { kc, namespace: process.env.POD_NAMESPACE ?? config.releaseNamespace, podName: process.env.POD_NAME };
   }
   const handle = await startConverter({
-    config, convert: await loadEngine(), logger, port, host: (values.host as string | undefined) ?? process.env.HOST ?? "0.0.0.0",
+    config, logger, port, host: (values.host as string | undefined) ?? process.env.HOST ?? "0.0.0.0",
     scanOnStart: !values["no-scan"], ...(kube ? { kube } : {}),
   });
   await new Promise<void>((resolve) => {

@@ -1,3 +1,8 @@
+import type { Config } from "../config/config.js";
+import { convertImage, ImageConvertError } from "../convert/image.js";
+import type { RegistryStack } from "../registry/stack.js";
+import { PermanentFailure } from "./queue.js";
+
 // What the converter asks of the conversion engine (src/convert, `apparate convert`):
 // make <tag><suffix> of one source at one digest, idempotently. In job mode the same
 // request becomes a Kubernetes Job running `apparate convert`.
@@ -21,3 +26,25 @@ export interface ConversionResult {
 }
 
 export type ConvertImage = (req: ConversionRequest, signal: AbortSignal) => Promise<ConversionResult>;
+
+/** Engine errors that another attempt cannot fix: the queue does not retry them. */
+const PERMANENT_CODES: ReadonlySet<string> = new Set(["source-missing", "media-type", "layer-type", "suffix-loop", "no-tag", "tag-too-long", "cross-registry", "manifest-invalid", "invalid-json"]);
+
+/** The in-process engine: src/convert's convertImage with the configured credentials. */
+export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
+  return async (req, signal) => {
+    const source = { domain: req.registry, path: req.repository, tag: req.tag, digest: req.digest };
+    try {
+      const r = await convertImage({
+        client: stack.client, source, target: { domain: req.registry, path: req.repository, tag: req.targetTag },
+        tagSuffix: config.acceleration.tagSuffix,
+        credentials: (ref) => stack.keyring?.lookup(ref.domain, ref.path)[0],
+        signal,
+      });
+      return { result: r.result === "up-to-date" ? "up-to-date" : "converted", ...(r.digest ? { digest: r.digest } : {}), bytesIn: r.bytesIn, bytesOut: r.bytesOut };
+    } catch (err) {
+      if (err instanceof ImageConvertError && PERMANENT_CODES.has(err.code)) throw new PermanentFailure(err.message, { cause: err });
+      throw err;
+    }
+  };
+}

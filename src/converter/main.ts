@@ -13,7 +13,7 @@ import { isAlreadyExists } from "../kube/status.js";
 import type { Logger } from "../observability/logger.js";
 import { Metrics } from "../observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../registry/stack.js";
-import type { ConvertImage } from "./engine.js";
+import { type ConvertImage, engineFor } from "./engine.js";
 import { ConverterMetrics } from "./metrics.js";
 import { RateLimiter } from "./rate-limit.js";
 import { type ReceiverSource, receiverRoutes } from "./receivers.js";
@@ -39,18 +39,11 @@ export function scanTargets(config: Config): ScanTarget[] {
   return [...config.acceleration.registries].filter((r) => r !== "*").map((registry) => ({ registry }));
 }
 
-type Authorizing = { authorizedRequest?: (domain: string, scope: string, cred: unknown, req: unknown, signal: AbortSignal) => ReturnType<AuthorizedSend> };
-
-/** Registry reads with the configured credentials (RegistryClient.authorizedRequest). */
+/** Registry reads with the configured credentials: the client's own auth (tokens, Basic, challenges). */
 function authorizedSend(stack: RegistryStack): AuthorizedSend {
-  return async (domain, scope, req, signal) => {
+  return (domain, scope, req, signal) => {
     const path = /^repository:([^:]+):/.exec(scope)?.[1] ?? "";
-    const cred = stack.keyring?.lookup(domain, path)[0];
-    const client = stack.client as unknown as Authorizing;
-    if (client.authorizedRequest) return client.authorizedRequest(domain, scope, cred, req, signal);
-    // Before the engine's push support is in the client: anonymous reads.
-    const { request } = await import("undici");
-    return request(req.url, { method: req.method, headers: req.headers ?? {}, signal }) as unknown as ReturnType<AuthorizedSend>;
+    return stack.client.authorizedRequest(domain, scope, stack.keyring?.lookup(domain, path)[0], req, signal);
   };
 }
 
@@ -65,7 +58,8 @@ export interface ConverterHandle {
 
 export interface StartOptions {
   config: Config;
-  convert: ConvertImage;
+  /** Default: the conversion engine (src/convert) on this process's registry client. */
+  convert?: ConvertImage;
   logger: Logger;
   port: number;
   host: string;
@@ -100,7 +94,7 @@ export async function startConverter(o: StartOptions): Promise<ConverterHandle> 
   const cm = new ConverterMetrics(registry, () => ({ queued: converter?.queue.depth ?? 0, running: converter?.queue.active ?? 0 }));
   const core = o.kube ? o.kube.kc.makeApiClient(CoreV1Api) : undefined;
   converter = new Converter({
-    config, convert: o.convert, metrics: cm, logger,
+    config, convert: o.convert ?? engineFor(stack, config), metrics: cm, logger,
     onFailure: (rec) => {
       if (!core || !o.kube) return;
       const body = failureEvent(rec, o.kube.namespace, o.kube.podName);
