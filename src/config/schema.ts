@@ -96,6 +96,17 @@ export const configSchema = {
         events: { type: "boolean", default: true },
       },
     },
+    observer: {
+      description: "Pod start latency by acceleration mode (one replica at a time, by a Lease).",
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        enabled: { type: "boolean", default: true },
+        leaseName: { type: "string", pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", maxLength: 253, default: "apparate-observer" },
+        leaseDurationSeconds: { type: "integer", minimum: 5, maximum: 300, default: 15 },
+        graceSeconds: { description: "How long after Ready a pod is recorded, so that its kubelet events have arrived.", type: "integer", minimum: 0, maximum: 600, default: 10 },
+        windowSize: { description: "Pod starts kept in memory for `apparate report`.", type: "integer", minimum: 1, maximum: 100000, default: 2000 },
+      },
+    },
     admission: {
       type: "object", additionalProperties: false, default: {},
       properties: {

@@ -232,6 +232,9 @@ export async function convertLayer(source: AsyncIterable<Buffer>, sink: Sink, op
   let plain: AsyncIterable<Buffer>;
   if (gzipped) {
     const gunzip = createGunzip();
+    // Errors reach the reader through the async iterator; this keeps a late one (after
+    // the reader stopped) from becoming an unhandled 'error' event.
+    gunzip.on("error", () => undefined);
     const feed = (async () => {
       try {
         for await (const b of rest) if (!gunzip.write(b)) await once(gunzip, "drain");

@@ -30,9 +30,14 @@ export interface PodStart {
   pulls: ImagePull[];
 }
 
-/** True when the pod pulled at least one image (otherwise its start says nothing about pulls). */
-export function pulledAny(start: PodStart): boolean {
-  return start.pulls.some((p) => p.result === "pulled");
+/**
+ * "true" when the pod pulled at least one image, "false" when kubelet found every
+ * image present (such a start says nothing about pulls: counted apart), "unknown"
+ * when no kubelet image event was seen (events expired or were not delivered).
+ */
+export function pulledLabel(start: PodStart): "true" | "false" | "unknown" {
+  if (start.pulls.length === 0) return "unknown";
+  return start.pulls.some((p) => p.result === "pulled") ? "true" : "false";
 }
 
 export class StartLatencyMetrics {
@@ -77,7 +82,7 @@ export class StartRecorder {
   record(start: PodStart): void {
     const mode = start.acceleration;
     const node = String(start.nodeAccelerated);
-    const pulled = String(pulledAny(start));
+    const pulled = pulledLabel(start);
     for (const phase of PHASES) {
       const v = start.phases[phase];
       if (v !== undefined) this.metrics.podStart.observe({ phase, acceleration: mode, node_accelerated: node, pulled }, v);

@@ -24,6 +24,7 @@ const NOT_IN_VALUES: Record<string, string> = {
 // Chart keys in those sections that are not webhook config keys, with the reason.
 const VALUES_ONLY: Record<string, string> = {
   "registry.caBundle": "becomes registry.caFile",
+  "imageCache.installCRD": "a chart choice (whether helm installs the ImageCache CRD), nothing the webhook reads",
 };
 
 const CONSTRAINTS = ["type", "enum", "minimum", "maximum", "pattern", "minLength"] as const;
