@@ -6,18 +6,9 @@ import type { FastifyPluginAsync } from "fastify";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { StartLatencyMetrics, StartRecorder, type PodStart } from "./recorder.js";
+import { StartLatencyMetrics, StartRecorder } from "./recorder.js";
+import { STARTS_PATH, type StartsWindow } from "./report.js";
 import { startStartObserver, type StartObserver } from "./watcher.js";
-
-export const STARTS_PATH = "/observer/starts";
-
-/** What GET /observer/starts answers: the window, and who holds the Lease. */
-export interface StartsWindow {
-  identity: string;
-  leader: boolean;
-  holder?: string;
-  starts: PodStart[];
-}
 
 export interface ObserverService {
   observer: StartObserver;

@@ -11,6 +11,13 @@ import { createLogger } from "../../src/observability/logger.js";
 import { ANNOTATION_OBSERVED_UNTIL } from "../../src/observer/lease.js";
 import { StartLatencyMetrics, StartRecorder } from "../../src/observer/recorder.js";
 import { startStartObserver, type StartObserver } from "../../src/observer/watcher.js";
+import type { AddressInfo } from "node:net";
+import type { HandlerDeps } from "../../src/admission/handler.js";
+import { buildOpsServer } from "../../src/admission/server.js";
+import { main } from "../../src/cli/main.js";
+import { Metrics } from "../../src/observability/metrics.js";
+import type { Report } from "../../src/observer/report.js";
+import { startObserverService } from "../../src/observer/service.js";
 import { KubeApiStandIn } from "../support/kube-api-standin.js";
 import { waitFor } from "../support/ports.js";
 import { startedPod } from "../support/started-pods.js";
@@ -177,5 +184,32 @@ describe("start-latency observer against the API stand-in", () => {
     expect(c.recorder.window().map((s) => s.uid)).toEqual(["uid-after"]);
     expect(api.get("leases", "apparate-observer", "apparate-system", "coordination.k8s.io")!.spec.leaseTransitions).toBeGreaterThanOrEqual(2);
     expect(logs.join("")).toContain("observer lease acquired");
+  });
+
+  it("as serve runs it: the service records with the real clock, /metrics has the histograms, `apparate report --url` reads /observer/starts", async () => {
+    const metrics = new Metrics();
+    const svc = startObserverService(api.kubeConfig(), compileConfig({ observer: { graceSeconds: 1, leaseDurationSeconds: 5 } }), logger, metrics, () => ({}));
+    const ops = await buildOpsServer({ metrics } as unknown as HandlerDeps, { ready: () => ({ ready: true, reasons: [] }) }, svc.routes);
+    await ops.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      await waitFor(async () => { await svc.observer.tick(); return svc.observer.leader() && svc.observer.synced(); }, 10_000, "the service to hold the Lease");
+      // Ready one second from now: after the Lease's watermark, due once the 1 s grace has passed.
+      replay("live", Date.now() - 19_000, { images: ["nginx:1.27", "sidecar:1"], annotations: { "apparate.io/actions": "accelerated=1" }, messages: ['Successfully pulled image "nginx:1.27" in 1.5s (1.5s including waiting). Image size: 5000000 bytes.'] });
+      const text0 = async () => (await (await fetch(`http://127.0.0.1:${(ops.server.address() as AddressInfo).port}/observer/starts`)).json()) as { starts: unknown[] };
+      await waitFor(async () => { await svc.observer.tick(); return (await text0()).starts.length > 0; }, 10_000, "the pod to be recorded");
+      const url = `http://127.0.0.1:${(ops.server.address() as AddressInfo).port}`;
+      let out = "";
+      const code = await main(["report", "--url", url, "--json"], new Writable({ write(c, _e, cb) { out += c.toString(); cb(); } }));
+      expect(code).toBe(0);
+      const doc = JSON.parse(out) as Report;
+      expect(doc.pods).toBe(1);
+      expect(doc.phases.find((p) => p.acceleration === "estargz" && p.phase === "ready")).toMatchObject({ pods: 1, p50: 20 });
+      expect(doc.images).toEqual([expect.objectContaining({ image: "nginx:1.27", pulls: 1, p50Seconds: 1.5, sizeBytes: 5_000_000 })]);
+      const text = await (await fetch(`${url}/metrics`)).text();
+      expect(text).toContain('apparate_pod_start_seconds_count{phase="ready",acceleration="estargz",node_accelerated="true",pulled="true"} 1');
+    } finally {
+      await ops.close();
+      await svc.stop();
+    }
   });
 });
