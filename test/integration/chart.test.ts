@@ -9,6 +9,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { evaluate as celEvaluate } from "@marcbachmann/cel-js";
 import { compileConfig } from "../../src/config/config.js";
 import { loadNodeAgentConfig } from "../../src/nodeagent/main.js";
 import { strictCheck, validateObject, type K8sObject } from "../support/k8s-schema.js";
@@ -387,6 +388,30 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     const [ns] = ofKind(render(["--set", "namespace.create=true"]), "Namespace");
     expect(ns!.metadata.labels!["pod-security.kubernetes.io/enforce"]).toBe("privileged");
     expect(ns!.metadata.name).toBe(NS);
+  });
+
+  it("the own-node policy, evaluated by a CEL implementation: the agent may relabel its own node only, never another, never without the node-name claim, never the spec", () => {
+    const [vap] = ofKind(render(), "ValidatingAdmissionPolicy");
+    const agent = "system:serviceaccount:apparate-system:rel-apparate-node";
+    const node = (name: string, spec: Record<string, unknown> = { podCIDR: "10.244.1.0/24" }) => ({ metadata: { name, labels: { "cloud.tencent.com/apparate": "true" } }, spec });
+    const req = (username: string, claim: string[] | undefined, target: string, newSpec?: Record<string, unknown>) => ({
+      request: { userInfo: { username, extra: claim ? { "authentication.kubernetes.io/node-name": claim } : {} } },
+      object: node(target, newSpec), oldObject: node(target),
+    });
+    const applies = (ctx: object) => vap!.spec.matchConditions.every((c: any) => celEvaluate(c.expression, ctx) === true);
+    const allowed = (ctx: object) => vap!.spec.validations.every((v: any) => celEvaluate(v.expression, ctx) === true);
+    const cases: Array<[string, object, boolean, boolean]> = [
+      ["the agent labels its own node", req(agent, ["node-1"], "node-1"), true, true],
+      ["the node-cleanup pod unlabels its own node", req("system:serviceaccount:apparate-system:rel-apparate-cleanup", ["node-2"], "node-2"), true, true],
+      ["the agent patches another node", req(agent, ["node-1"], "node-2"), true, false],
+      ["a token without the node-name claim", req(agent, undefined, "node-1"), true, false],
+      ["the agent changes its node's spec", req(agent, ["node-1"], "node-1", { podCIDR: "10.244.1.0/24", unschedulable: true }), true, false],
+      ["another user (the policy does not apply)", req("system:node:node-1", ["node-1"], "node-2"), false, false],
+    ];
+    for (const [name, ctx, shouldApply, shouldAllow] of cases) {
+      expect(applies(ctx), `${name}: applies`).toBe(shouldApply);
+      if (shouldApply) expect(allowed(ctx), `${name}: allowed`).toBe(shouldAllow);
+    }
   });
 
   it("the node DaemonSet is privileged only with the reason written next to it, runs on opted-in nodes, and mounts named host directories, never /", () => {
