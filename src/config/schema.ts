@@ -80,6 +80,7 @@ export const configSchema = {
         caFile: { type: "string" },
         dockerConfigFile: { description: "Docker config JSON with credentials (the chart's imagePullSecretsCrs).", type: "string" },
         usePodPullSecrets: { type: "boolean", default: true },
+        pullSecretNamespaces: { description: "With usePodPullSecrets: read pull secrets only in these namespaces (one informer each, so a namespaced Role suffices); empty reads them cluster-wide.", type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 63 }, default: [] },
       },
     },
     imageCache: {

@@ -51,7 +51,8 @@ const VALUE_SETS: Record<string, string[]> = {
   "harbor example (cert-manager, preferred placement, ServiceMonitor)": ["-f", "deploy/examples/values-harbor.yaml"],
   "bring-your-own secret, no node agent, ephemeral containers": ["--set", "webhook.tls.mode=secret", "--set", "webhook.tls.secretName=my-tls", "--set", "nodeAgent.enabled=false", "--set", "acceleration.ephemeralContainers=true"],
   "release namespace listed, kube-system listed": ["--set-json", `namespaces=["default","kube-system","${NS}"]`],
-  "pod pull secrets on, namespace created": ["--set", "registry.usePodPullSecrets=true", "--set", "namespace.create=true"],
+  "pod pull secrets in the listed namespaces, namespace created": ["--set", "registry.usePodPullSecrets=true", "--set-json", 'namespaces=["default","shop"]', "--set", "namespace.create=true"],
+  "pod pull secrets cluster-wide": ["--set", "registry.usePodPullSecrets=true", "--set", "registry.podPullSecretsScope=cluster"],
 };
 
 const ofKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
@@ -121,8 +122,9 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
         }
       });
 
-      it("RBAC has no wildcards, and Secrets are readable only by name unless registry.usePodPullSecrets asks for more", () => {
+      it("RBAC has no wildcards, and Secrets are readable only by name unless registry.usePodPullSecrets asks for more (then in the listed namespaces, or cluster-wide only with podPullSecretsScope=cluster)", () => {
         const podSecrets = args.includes("registry.usePodPullSecrets=true");
+        const clusterScope = args.includes("registry.podPullSecretsScope=cluster");
         for (const r of [...ofKind(objs, "ClusterRole"), ...ofKind(objs, "Role")]) {
           for (const rule of r.rules) {
             for (const field of ["apiGroups", "resources", "verbs", "resourceNames"]) {
@@ -130,12 +132,21 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
             }
             if (!rule.resources.includes("secrets")) continue;
             const unnamedReads = rule.verbs.filter((v: string) => ["get", "list", "watch"].includes(v));
-            if (r.kind === "ClusterRole" && podSecrets) continue;
+            if (r.kind === "ClusterRole" && podSecrets && clusterScope) continue;
+            if (r.kind === "Role" && r.metadata.name === "rel-apparate-pull-secrets" && podSecrets && !clusterScope) {
+              expect(["default", "shop"]).toContain(r.metadata.namespace);
+              expect(rule.verbs).toEqual(["list", "watch"]);
+              continue;
+            }
             if (unnamedReads.length > 0) expect(rule.resourceNames, `${r.kind} ${r.metadata.name} reads Secrets ${unnamedReads} by any name`).toBeDefined();
           }
         }
         const clusterSecretRead = ofKind(objs, "ClusterRole").some((r) => r.rules.some((rule: any) => rule.resources.includes("secrets")));
-        expect(clusterSecretRead).toBe(podSecrets);
+        expect(clusterSecretRead).toBe(podSecrets && clusterScope);
+        const [cm] = ofKind(objs, "ConfigMap").filter((c) => c.data?.["config.yaml"]);
+        const cfg = compileConfig(parseYaml(cm!.data["config.yaml"]));
+        expect([...cfg.registry.pullSecretNamespaces]).toEqual(podSecrets && !clusterScope ? ["default", "shop"] : []);
+        expect(ofKind(objs, "Role").filter((r) => r.metadata.name === "rel-apparate-pull-secrets").map((r) => r.metadata.namespace)).toEqual(podSecrets && !clusterScope ? ["default", "shop"] : []);
       });
 
       it("the webhook runs restricted, spread, with a PDB only when it has more than one replica", () => {

@@ -77,6 +77,27 @@ imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
 
+{{/* The listed namespaces apparate handles: never kube-system or the release namespace. */}}
+{{- define "apparate.listedNamespaces" -}}
+{{- $never := list "kube-system" .Release.Namespace -}}
+{{- $out := list -}}
+{{- range include "apparate.namespaces" . | fromJsonArray }}{{ if not (has . $never) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Namespaces whose pull secrets the webhook reads (registry.podPullSecretsScope=namespaces), as JSON; [] = cluster-wide or none. */}}
+{{- define "apparate.pullSecretNamespaces" -}}
+{{- if and .Values.registry.usePodPullSecrets (eq .Values.registry.podPullSecretsScope "namespaces") -}}
+{{- $ns := include "apparate.listedNamespaces" . | fromJsonArray -}}
+{{- if not $ns -}}
+{{- fail "registry.podPullSecretsScope=namespaces reads pull secrets in the namespaces listed in `namespaces`, and none is listed: list them, or set registry.podPullSecretsScope=cluster" -}}
+{{- end -}}
+{{- toJson $ns -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
 {{- define "apparate.pullSecretName" -}}
 {{- if .Values.imagePullSecretsCrs.existingSecret -}}{{ .Values.imagePullSecretsCrs.existingSecret }}{{- else -}}{{ printf "%s-crs" (include "apparate.fullname" .) }}{{- end -}}
 {{- end -}}
