@@ -398,7 +398,11 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     const before = tpl.slice(0, tpl.indexOf("privileged: true"));
     expect(before.slice(before.lastIndexOf("securityContext:"))).toMatch(/# privileged: .*containerd[\s\S]*FUSE/);
     const paths = ds.spec.template.spec.volumes.filter((v: any) => v.hostPath).map((v: any) => v.hostPath.path);
-    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/run/apparate-stargz", "/usr/local/bin"]);
+    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/proc", "/run/apparate-stargz", "/run/containerd", "/usr/local/bin"]);
+    expect(ds.spec.template.spec.containers[0].volumeMounts.find((m: any) => m.mountPath === "/host/proc").readOnly).toBe(true);
+    const k3s = ofKind(render(["--set", "nodeAgent.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "--set-json", 'nodeAgent.extraHostPaths=["/opt/containerd-conf"]']), "DaemonSet").find((d) => d.metadata.name.endsWith("-node"))!;
+    expect(k3s.spec.template.spec.volumes.map((v: any) => v.hostPath?.path)).toEqual(expect.arrayContaining(["/var/lib/rancher/k3s/agent/etc/containerd", "/opt/containerd-conf"]));
+    expect(renderError(["--set-json", 'nodeAgent.extraHostPaths=["/"]'])).toMatch(/extraHostPaths/);
     const mounts = ds.spec.template.spec.containers[0].volumeMounts.filter((m: any) => m.name.startsWith("host-")).map((m: any) => m.mountPath);
     expect(mounts.sort()).toEqual(paths.map((p: string) => `/host${p}`).sort());
     expect(readFileSync(`${CHART}/values.yaml`, "utf8")).not.toContain("snapshotterVersion");
@@ -424,6 +428,16 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout.length).toBeGreaterThan(0);
     rmSync(dir, { recursive: true });
+  });
+
+  it("upgrades from earlier releases: the workloads' selectors (immutable) are the ones they had", () => {
+    const objs = render();
+    const sel = (kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!.spec.selector.matchLabels;
+    expect(sel("Deployment", "rel-apparate")).toEqual({ "app.kubernetes.io/name": "apparate", "app.kubernetes.io/instance": "rel", "app.kubernetes.io/component": "webhook" });
+    expect(sel("DaemonSet", "rel-apparate-node")).toEqual({ "app.kubernetes.io/name": "apparate", "app.kubernetes.io/instance": "rel", "app.kubernetes.io/component": "node-agent" });
+    // commonLabels and podLabels never reach a selector.
+    const labelled = render(["-f", `${FIX}/values-conventions.yaml`, "--set", "nameOverride="]);
+    expect(labelled.find((o) => o.kind === "Deployment")!.spec.selector.matchLabels).toEqual(sel("Deployment", "rel-apparate"));
   });
 
   it("a typo in values fails with the key named", () => {

@@ -137,13 +137,19 @@ agent's APPARATE_HOST_ROOT) instead of the host's whole root:
 - /run/apparate-stargz: the snapshotter's socket, which the health check dials;
 - /usr/local/bin: where the snapshotter binary is copied so that systemd can start it
   after this pod is gone;
-- /etc/systemd/system: the snapshotter's unit.
+- /etc/systemd/system: the snapshotter's unit;
+- /run/containerd: containerd's socket, to ask the running containerd (CRI status) which
+  snapshotter and config it really uses;
+- /proc, read-only: the running containerd's command line (its --config) and cgroup (its
+  systemd unit), read under the host root like every other host path;
+- nodeAgent.extraHostPaths: what a node keeps elsewhere (a config.toml that is a symlink
+  to another directory, k3s/rke2's /var/lib/rancher/.../containerd).
 Everything else (systemctl, restarting containerd) runs in the host's namespaces through
 nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 (/var/lib/apparate-stargz) is used by the host service only.
 */}}
 {{- define "apparate.nodeAgentHostPaths" -}}
-{{- $paths := list (dir .Values.nodeAgent.containerdConfig) .Values.nodeAgent.containerdCertsDir "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" -}}
+{{- $paths := concat (list (dir .Values.nodeAgent.containerdConfig) .Values.nodeAgent.containerdCertsDir "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc") (.Values.nodeAgent.extraHostPaths | default list) -}}
 {{- $out := list -}}
 {{- range $paths }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
 {{- toJson $out -}}
@@ -151,14 +157,14 @@ nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 
 {{- define "apparate.nodeAgentVolumeMounts" -}}
 {{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
-- {name: host-{{ $i }}, mountPath: /host{{ $p }}{{ if hasPrefix "/run" $p }}, mountPropagation: HostToContainer{{ end }}}
+- {name: host-{{ $i }}, mountPath: /host{{ $p }}{{ if eq $p "/proc" }}, readOnly: true{{ else if hasPrefix "/run" $p }}, mountPropagation: HostToContainer{{ end }}}
 {{- end }}
 {{- end -}}
 
 {{- define "apparate.nodeAgentVolumes" -}}
 {{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
 - name: host-{{ $i }}
-  hostPath: {path: {{ $p }}, type: DirectoryOrCreate}
+  hostPath: {path: {{ $p }}, type: {{ if eq $p "/proc" }}Directory{{ else }}DirectoryOrCreate{{ end }}}
 {{- end }}
 {{- end -}}
 
