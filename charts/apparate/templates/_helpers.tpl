@@ -132,7 +132,7 @@ The node agent's host directories, each mounted at the same path under /host (th
 agent's APPARATE_HOST_ROOT) instead of the host's whole root:
 - the directory of nodeAgent.containerdConfig: containerd's config (edited, with a backup
   and apparate-state.json beside it);
-- nodeAgent.containerdCertsDir: hosts.toml mirrors (seed 004);
+- nodeAgent.containerdCertsDir: hosts.toml mirrors;
 - /etc/apparate-stargz: the snapshotter's config.toml and registry credentials;
 - /run/apparate-stargz: the snapshotter's socket, which the health check dials;
 - /usr/local/bin: where the snapshotter binary is copied so that systemd can start it
