@@ -149,7 +149,9 @@ nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 (/var/lib/apparate-stargz) is used by the host service only.
 */}}
 {{- define "apparate.nodeAgentHostPaths" -}}
-{{- $paths := concat (list (dir .Values.nodeAgent.containerdConfig) .Values.nodeAgent.containerdCertsDir "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc") (.Values.nodeAgent.extraHostPaths | default list) -}}
+{{- /* An empty containerdConfig (found on the node at run time) lives in /etc/containerd unless extraHostPaths says otherwise. */ -}}
+{{- $configDir := .Values.nodeAgent.containerdConfig | default "/etc/containerd/config.toml" | dir -}}
+{{- $paths := concat (list $configDir (.Values.nodeAgent.containerdCertsDir | default "/etc/containerd/certs.d") "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc") (.Values.nodeAgent.extraHostPaths | default list) -}}
 {{- $out := list -}}
 {{- range $paths }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
 {{- toJson $out -}}
