@@ -12,7 +12,7 @@ import { validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { restrictedViolations } from "../support/pod-security.js";
 
 const HELM = ".tmp/bin/helm";
-type Obj = K8sObject & { [k: string]: any };
+type Obj = K8sObject & { metadata: any; [k: string]: any };
 
 const VALUES = `
 acceleration:
