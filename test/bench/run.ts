@@ -18,6 +18,7 @@ import { pushImage, startRegistry } from "../support/registry.js";
 import { hang, startFaultServer } from "../support/faults.js";
 import { review } from "../support/webhook.js";
 import { lazyLoadingBench } from "./lazy.js";
+import { convertBench } from "./convert.js";
 import { admissionCost, METHOD as ADMISSION_COST_METHOD } from "./admission-cost.js";
 import { benchPod } from "./bench-pod.js";
 
@@ -184,6 +185,18 @@ async function main() {
     } catch (err) {
       results.lazyLoading = { skipped: String(err) };
       console.log(`lazy loading benchmark skipped: ${String(err)}`);
+    }
+  }
+  if (want("convert")) {
+    try {
+      const c = await convertBench();
+      results.conversion = c;
+      row(`convert: ${c.image.compressedMiB.toFixed(0)} MiB image, ${c.image.layers} layers, wall time`, `${c.apparate.seconds.toFixed(1)} s (apparate convert, registry to registry)`, `${c.ctrRemote.seconds.toFixed(1)} s ctr-remote pull+convert+push (convert alone ${c.ctrRemote.convertSeconds.toFixed(1)} s)`, `≤ ctr-remote: ${c.apparate.seconds <= c.ctrRemote.seconds ? "✓" : "✗"}`);
+      row("convert: output size", `${c.apparate.outputMiB.toFixed(1)} MiB`, `${c.ctrRemote.outputMiB.toFixed(1)} MiB (ctr-remote)`, `within 5 %: ${c.sizeDifferencePercent.toFixed(2)} % ${Math.abs(c.sizeDifferencePercent) <= 5 ? "✓" : "✗"}`);
+      row(`convert: peak RSS, ${c.oneGiBLayer.uncompressedMiB} MiB layer`, `${c.oneGiBLayer.peakRssMiB.toFixed(0)} MiB (${c.oneGiBLayer.seconds.toFixed(1)} s)`, `${c.ctrRemote.peakRssMiB.toFixed(0)} MiB ctr-remote convert on the image above`, `≤ 150 MiB: ${c.oneGiBLayer.peakRssMiB <= 150 ? "✓" : "✗"}`);
+    } catch (err) {
+      results.conversion = { skipped: String(err) };
+      console.log(`conversion benchmark skipped: ${String(err)}`);
     }
   }
   const machine = { pinned: PIN, cpus: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` };

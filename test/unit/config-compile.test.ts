@@ -47,6 +47,7 @@ describe("compileConfig", () => {
   it("every fault is reported, joined by '; '", () => {
     const msg = failure(() => compileConfig({ registry: { breakerFailures: 0, negativeTtlSeconds: -1 } })).message;
     expect(msg).toBe("config: registry.negativeTtlSeconds: must be >= 0 (got -1); registry.breakerFailures: must be >= 1 (got 0)");
+    expect(failure(() => compileConfig({ registry: { breakerFailures: 0 } })).code).toBe("config-invalid");
   });
 
   it("a valid regex in a rule is accepted and compiled anchored", () => {
@@ -78,6 +79,7 @@ describe("compileConfig", () => {
     const err = failure(() => compileConfig({ acceleration: { registries: ["not a host!"] } }));
     expect(err.message).toBe('config: acceleration.registries: "not a host!" is not a registry host');
     expect(err.input).toBe("not a host!");
+    expect(err.code).toBe("config-invalid");
   });
 
   it("rewrite: host, or host with a path prefix (a Harbor proxy-cache project)", () => {
@@ -94,6 +96,7 @@ describe("compileConfig", () => {
     const err = failure(() => compileConfig({ rewrite: { registries: { [from]: to } } }));
     expect(err.message).toBe(`config: rewrite.registries.${from}: ${JSON.stringify(to)} is not a registry host mapping (host[:port][/path])`);
     expect(err.input).toEqual({ from, to });
+    expect(err.code).toBe("config-invalid");
   });
 
   it("plainHttp hosts are normalised like every other host", () => {
