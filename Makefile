@@ -25,13 +25,16 @@ build: $(NPM_STAMP)
 typecheck: $(NPM_STAMP)
 	npx tsc -p tsconfig.test.json
 
+lint: $(NPM_STAMP)
+	npx biome lint
+
 helm: $(NPM_STAMP)
 	@bash test/support/install-helm.sh
 
 demo: deps build
 	@bash deploy/demo/demo.sh
 
-test: deps build typecheck helm
+test: deps build typecheck lint helm
 	npx vitest run
 
 bench: deps build
@@ -43,4 +46,4 @@ manifests: helm
 e2e-kind:
 	@bash deploy/e2e-kind.sh
 
-.PHONY: help deps build typecheck helm demo test bench manifests e2e-kind
+.PHONY: help deps build typecheck lint helm demo test bench manifests e2e-kind

@@ -1,37 +1,105 @@
-// Operational subcommands run by the chart: `cleanup` (pre-delete hook) and
-// `selftest` (helm test).
+// Operational subcommands run by the chart: `cleanup` (pre-delete hooks) and
+// `selftest` (helm test). The decisions are in uninstall.ts; this file does the calls.
 import { parseArgs } from "node:util";
-import { AdmissionregistrationV1Api, AppsV1Api } from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
 import { loadKubeConfig } from "./kube/sources.js";
+import { isNotFound } from "./kube/status.js";
+import { agentStopped, nodesRestored, type Progress, selectorOf, UNINSTALLING_LABEL } from "./uninstall.js";
 
-const codeOf = (err: unknown) => (err as { code?: number }).code;
+export interface CleanupDeps {
+  kc?: KubeConfig;
+  out?: NodeJS.WritableStream;
+  err?: NodeJS.WritableStream;
+  /** Between polls; tests make it short. */
+  pollMs?: number;
+}
 
-export async function cleanup(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { "webhook-config": { type: "string" }, "wait-daemonset": { type: "string" }, "timeout-seconds": { type: "string", default: "300" } } });
-  const kc = loadKubeConfig();
+function splitRef(ref: string, flag: string): { namespace: string; name: string } {
+  const [namespace, name, extra] = ref.split("/");
+  if (!namespace || !name || extra !== undefined) throw new Error(`--${flag}: expected NAMESPACE/NAME, got ${JSON.stringify(ref)}`);
+  return { namespace, name };
+}
+
+/**
+ * The uninstall hooks, each step optional: delete the webhook configuration (first, so
+ * no pod is sent to a webhook that is going away); move the node agent off every node
+ * and wait for its pods to go (--stop-daemonset); wait for the node-cleanup DaemonSet
+ * (--wait-daemonset). NotReady nodes are skipped and named. Exit 1 when a wait runs out.
+ */
+export async function cleanup(argv: string[], deps: CleanupDeps = {}): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: {
+    "webhook-config": { type: "string" }, "stop-daemonset": { type: "string" }, "wait-daemonset": { type: "string" },
+    "timeout-seconds": { type: "string", default: "240" },
+  } });
+  const out = deps.out ?? process.stdout;
+  const err = deps.err ?? process.stderr;
+  const timeoutMs = Number(values["timeout-seconds"]) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`--timeout-seconds: expected a positive number, got ${JSON.stringify(values["timeout-seconds"])}`);
+  const pollMs = deps.pollMs ?? 3000;
+  const kc = deps.kc ?? loadKubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+
   if (values["webhook-config"]) {
-    // First, so that no pod is sent to a webhook that is going away.
     try {
       await kc.makeApiClient(AdmissionregistrationV1Api).deleteMutatingWebhookConfiguration({ name: values["webhook-config"] });
-      process.stdout.write(`deleted MutatingWebhookConfiguration ${values["webhook-config"]}\n`);
-    } catch (err) {
-      if (codeOf(err) !== 404) throw err;
+      out.write(`deleted MutatingWebhookConfiguration ${values["webhook-config"]}\n`);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
     }
   }
-  const ds = values["wait-daemonset"];
-  if (ds) {
-    const [namespace, name] = ds.split("/") as [string, string];
-    const apps = kc.makeApiClient(AppsV1Api);
-    const end = Date.now() + Number(values["timeout-seconds"]) * 1000;
+
+  const poll = async (what: string, step: () => Promise<Progress>): Promise<Progress | undefined> => {
+    const end = Date.now() + timeoutMs;
+    let last = "";
     for (;;) {
-      const d = await apps.readNamespacedDaemonSet({ name, namespace });
-      const want = d.status?.desiredNumberScheduled ?? 0;
-      const ready = d.status?.numberReady ?? 0;
-      process.stdout.write(`nodes restored: ${ready}/${want}\n`);
-      if (ready >= want) break;
-      if (Date.now() > end) { process.stderr.write("timed out waiting for nodes to be restored\n"); return 1; }
-      await new Promise((r) => setTimeout(r, 3000));
+      const p = await step();
+      if (p.line !== last) { out.write(`${p.line}\n`); last = p.line; }
+      if (p.done) return p;
+      if (Date.now() >= end) { err.write(`timed out after ${values["timeout-seconds"]}s ${what}: ${p.line}\n`); return undefined; }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  };
+
+  if (values["stop-daemonset"]) {
+    const { namespace, name } = splitRef(values["stop-daemonset"], "stop-daemonset");
+    let selector: string | undefined;
+    try {
+      const ds = await apps.readNamespacedDaemonSet({ name, namespace });
+      selector = selectorOf(ds.spec?.selector?.matchLabels);
+      if (ds.spec?.template?.spec?.nodeSelector?.[UNINSTALLING_LABEL] === undefined) {
+        const key = UNINSTALLING_LABEL.replace(/~/g, "~0").replace(/\//g, "~1");
+        const op = ds.spec?.template?.spec?.nodeSelector
+          ? { op: "add", path: `/spec/template/spec/nodeSelector/${key}`, value: "true" }
+          : { op: "add", path: "/spec/template/spec/nodeSelector", value: { [UNINSTALLING_LABEL]: "true" } };
+        await apps.patchNamespacedDaemonSet({ name, namespace, body: [op] });
+      }
+      out.write(`node agent ${namespace}/${name}: moved off every node (nodeSelector ${UNINSTALLING_LABEL}=true)\n`);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      out.write(`node agent ${namespace}/${name} is already gone\n`);
+    }
+    if (selector !== undefined) {
+      const sel = selector;
+      const stopped = await poll("waiting for the node agent to stop", async () => {
+        const pods = (await core.listNamespacedPod({ namespace, labelSelector: sel })).items;
+        return agentStopped(pods, (await core.listNode()).items);
+      });
+      if (!stopped) return 1;
+    }
+  }
+
+  if (values["wait-daemonset"]) {
+    const { namespace, name } = splitRef(values["wait-daemonset"], "wait-daemonset");
+    const restored = await poll("waiting for the nodes to be restored", async () => {
+      const ds = await apps.readNamespacedDaemonSet({ name, namespace });
+      const pods = (await core.listNamespacedPod({ namespace, labelSelector: selectorOf(ds.spec?.selector?.matchLabels) })).items;
+      return nodesRestored(ds, pods, (await core.listNode()).items);
+    });
+    if (!restored) return 1;
+    if (restored.skipped.length > 0) {
+      err.write(`not restored (NotReady): ${restored.skipped.join(", ")}; when they are back, run \`apparate node-agent --uninstall\` there or delete their containerd changes by hand (README, "Uninstall")\n`);
     }
   }
   return 0;

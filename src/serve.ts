@@ -13,6 +13,7 @@ import { createCA, issueServing } from "./tls/certificates.js";
 import type { ServingMaterial } from "./tls/settings.js";
 import { loadKubeConfig, startKubeSources, type KubeSources } from "./kube/sources.js";
 import { TlsManager } from "./tls/manager.js";
+import { startObserverService, type ObserverService } from "./observer/service.js";
 
 /** How long SIGTERM waits for reviews in flight (the longest admission deadline is 9 s). */
 const DRAIN_BUDGET_MS = 20_000;
@@ -80,8 +81,10 @@ export async function serve(argv: string[]): Promise<number> {
   }
 
   let kube: KubeSources | undefined;
+  let observer: ObserverService | undefined;
   if (values.kube || process.env.KUBERNETES_SERVICE_HOST) {
     kube = await startKubeSources(config, logger, metrics);
+    if (config.observer.enabled) observer = startObserverService(loadKubeConfig(), config, logger, metrics, kube.namespaces.labels);
   }
   const deps: HandlerDeps = {
     config, lookup: stack.resolver, logger, metrics,
@@ -98,7 +101,7 @@ export async function serve(argv: string[]): Promise<number> {
     },
   };
   const app = await buildAdmissionServer({ deps, tls, readiness });
-  const ops = await buildOpsServer(deps, readiness);
+  const ops = await buildOpsServer(deps, readiness, observer?.routes);
   onTls = (m) => { swapCertificate(app, m); tls = m; logger.info("serving certificate swapped in place"); };
 
   if (!tlsManager && certFile && keyFile) {
@@ -136,6 +139,7 @@ export async function serve(argv: string[]): Promise<number> {
       clearInterval(idle);
       clearTimeout(hard);
       kube?.stop();
+      await observer?.stop();
       tlsManager?.stop();
       // No review is left to answer: registry requests still open are abandoned
       // rather than waited for (a hung registry would hold the exit for its timeout).

@@ -11,7 +11,7 @@ root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/apparate-demo.XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done
   wait 2>/dev/null || true
   umount "$work/containerd/root/"* 2>/dev/null || true
   rm -rf "$work"

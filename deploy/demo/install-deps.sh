@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks run for real (Debian packages;
-# iproute2 for the lazy-loading benchmark's shaped link). Idempotent.
+# iproute2 for the lazy-loading benchmark's shaped link; shellcheck for the deploy/ scripts).
+# Idempotent.
 set -euo pipefail
 need=()
-for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci ctr-remote:stargz-snapshotter containerd:containerd htpasswd:apache2-utils curl:curl ip:iproute2 tc:iproute2; do
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci ctr-remote:stargz-snapshotter containerd:containerd htpasswd:apache2-utils curl:curl ip:iproute2 tc:iproute2 shellcheck:shellcheck; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -59,10 +59,12 @@ export async function buildAdmissionServer(opts: ServerOptions): Promise<Fastify
   return app;
 }
 
-export async function buildOpsServer(deps: HandlerDeps, readiness: Readiness): Promise<FastifyInstance> {
+/** `extra`: more read-only routes on the plain-HTTP port (the observer's window). */
+export async function buildOpsServer(deps: HandlerDeps, readiness: Readiness, extra?: FastifyPluginAsync): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
   await app.register(opsRoutes(deps, readiness));
+  if (extra) await app.register(extra);
   return app;
 }
 

@@ -3,6 +3,7 @@
 // its answer cannot disagree with what the webhook does.
 import { gatherFacts } from "../admission/handler.js";
 import { formatReference, parseReference } from "../image/reference.js";
+import { conversionDecision } from "../mutate/rules.js";
 import { analysePod, plan, type ContainerDecision, type Facts, type PlanInput } from "../mutate/plan.js";
 import type { PodLike } from "../mutate/pod.js";
 import { createRegistryStack } from "../registry/stack.js";
@@ -40,6 +41,8 @@ interface CheckResult {
   ifAbsent?: ContainerDecision;
   accelerated?: string;
   skipped?: string;
+  /** Would the converter make the accelerated image of this image when it is pushed? */
+  conversion?: { convert: boolean; rule?: string; target?: string; reason?: string };
 }
 
 export async function checkImage(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -59,7 +62,12 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
   const analysis = analysePod(input, config);
   const candidate = analysis.candidates[0];
   const result: CheckResult = { image, decision: undefined };
-  try { result.normalised = formatReference(parseReference(image)); } catch { /* the decision says why */ }
+  try {
+    const ref = parseReference(image);
+    result.normalised = formatReference(ref);
+    const c = conversionDecision(ref, config);
+    result.conversion = c.convert ? { convert: true, rule: c.rule, target: formatReference(c.target) } : { convert: false, reason: c.reason };
+  } catch { /* the decision says why */ }
   if (candidate) result.accelerated = candidate.key;
 
   if (mode === "registry") {
@@ -73,7 +81,7 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
       await stack.close();
     }
   } else {
-    const with_ = (kind: "exists" | "absent"): Facts => ({ lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(kind)])) });
+    const with_ = (kind: "exists" | "absent"): Facts => ({ lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(kind)])), now: Date.now() });
     const p = plan(input, with_("exists"), config, analysis);
     if (p.skipped) result.skipped = p.skipped;
     result.decision = p.containers[0];
@@ -98,6 +106,8 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
       }
       lines.push(`reason:      ${d.reason}`);
     }
+    const c = result.conversion;
+    if (c) lines.push(c.convert ? `convert:     yes, a push makes ${c.target} (rule ${c.rule})` : `convert:     no: ${c.reason}`);
     out.write(lines.join("\n") + "\n");
   }
   return changed ? 0 : EXIT_NOT_ACCELERATED;

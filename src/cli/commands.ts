@@ -5,6 +5,8 @@ import { checkImage, checkImageSpec } from "./check-image.js";
 import type { CommandSpec } from "./command.js";
 import { CONFIG_ENV, CONFIG_OPTION } from "./config.js";
 import { explain, explainSpec } from "./explain.js";
+import { report, reportSpec } from "./report.js";
+import { convertCommand, convertSpec } from "../convert/command.js";
 
 export interface Command {
   spec: CommandSpec;
@@ -61,12 +63,13 @@ const nodeAgentSpec: CommandSpec = {
 
 const cleanupSpec: CommandSpec = {
   name: "cleanup",
-  summary: "Uninstall hook: remove the webhook configuration, then wait for every node to be restored.",
+  summary: "Uninstall hooks: remove the webhook configuration, move the node agent off the nodes, wait for every Ready node to be restored.",
   usage: "[options]",
   options: {
     "webhook-config": { type: "string", value: "NAME", description: "MutatingWebhookConfiguration to delete first" },
-    "wait-daemonset": { type: "string", value: "NS/NAME", description: "the node-cleanup DaemonSet to wait for" },
-    "timeout-seconds": { type: "string", value: "N", default: "300", description: "give up after this long" },
+    "stop-daemonset": { type: "string", value: "NS/NAME", description: "the node agent DaemonSet to move off every node, waiting for its pods to go" },
+    "wait-daemonset": { type: "string", value: "NS/NAME", description: "the node-cleanup DaemonSet to wait for (NotReady nodes are skipped and named)" },
+    "timeout-seconds": { type: "string", value: "N", default: "240", description: "give up on each wait after this long" },
   },
 };
 
@@ -85,6 +88,8 @@ export const COMMANDS: readonly Command[] = [
   { spec: serveSpec, run: async (argv) => (await import("../serve.js")).serve([...argv]) },
   { spec: explainSpec, run: explain },
   { spec: checkImageSpec, run: checkImage },
+  { spec: reportSpec, run: report },
+  { spec: convertSpec, run: convertCommand },
   { spec: nodeAgentSpec, run: async (argv) => (await import("../nodeagent/main.js")).nodeAgentMain([...argv]) },
   { spec: cleanupSpec, internal: true, run: async (argv) => (await import("../ops.js")).cleanup([...argv]) },
   { spec: selftestSpec, internal: true, run: async (argv) => (await import("../ops.js")).selftest([...argv]) },

@@ -98,9 +98,9 @@ async function explainOne(w: WorkloadPod, nsFlag: string | undefined, mode: Look
   if (stack) {
     facts = await gatherFacts(input, analysis, { config, lookup: stack.resolver, metrics: new Metrics(), logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
   } else {
-    facts = { lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(mode)])) };
+    facts = { lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(mode)])), now: Date.now() };
   }
-  if (imageCaches) facts = { ...facts, imageCaches, now: Date.now() };
+  if (imageCaches) facts = { ...facts, imageCaches };
   const p = plan(input, facts, config, analysis);
   return { source: w.source, namespace, plan: p, patch: toPatch(w.pod, p) };
 }

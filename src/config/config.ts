@@ -1,12 +1,13 @@
 // Loading and validating the configuration file. A bad file fails start-up with
 // the key path and the offending value; the result is an immutable, compiled Config.
 import { readFileSync } from "node:fs";
-import { Ajv, type ErrorObject } from "ajv";
+import { Ajv } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { ApparateError } from "../errors.js";
 import { isValidDomain, parseReference } from "../image/reference.js";
 import { parseCidr } from "../registry/network.js";
 import { configSchema, type RawConfig } from "./schema.js";
+import { formatSchemaErrors } from "./schema-errors.js";
 
 export class ConfigError extends ApparateError {}
 
@@ -47,36 +48,13 @@ export function normaliseRegistryHost(host: string): string {
   return DOCKER_HUB_ALIASES.has(h) ? "docker.io" : h;
 }
 
-function valueAt(root: unknown, pointer: string): unknown {
-  let cur: unknown = root;
-  for (const part of pointer.split("/").slice(1)) {
-    const key = part.replace(/~1/g, "/").replace(/~0/g, "~");
-    if (cur === null || typeof cur !== "object") return undefined;
-    cur = (cur as Record<string, unknown>)[key];
-  }
-  return cur;
-}
-
-function describe(e: ErrorObject, root: unknown): string {
-  let path = e.instancePath.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~")).join(".");
-  if (e.keyword === "additionalProperties") {
-    const extra = (e.params as { additionalProperty: string }).additionalProperty;
-    return `${path ? path + "." : ""}${extra}: unknown key`;
-  }
-  const value = valueAt(root, e.instancePath);
-  if (!path) path = "(root)";
-  return `${path}: ${e.message ?? "invalid"} (got ${JSON.stringify(value)})`;
-}
-
 /** Validates an already parsed document and compiles it. Throws ConfigError. */
 export function compileConfig(doc: unknown, source = "config"): Config {
   const raw = (doc ?? {}) as Record<string, unknown>;
   if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError("config-invalid", `${source}: the configuration must be a mapping`, doc);
   const copy = structuredClone(raw);
   if (!validate(copy)) {
-    // anyOf produces one error per branch; keep the most specific ones.
-    const errs = (validate.errors ?? []).filter((e) => e.keyword !== "anyOf");
-    const lines = [...new Set(errs.map((e) => describe(e, copy)))];
+    const lines = formatSchemaErrors(validate.errors, copy);
     throw new ConfigError("config-invalid", `${source}: ${lines.join("; ")}`, doc);
   }
   const c = copy as unknown as RawConfig;

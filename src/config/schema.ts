@@ -1,5 +1,8 @@
 // The configuration file's schema. One JSON Schema drives validation, defaults
-// and the error messages (ajv), and the chart's values.schema.json mirrors it.
+// and the error messages (ajv), and the TypeScript type (json-schema-to-ts); the
+// chart's values.schema.json agrees with it (test/unit/config-schema-agreement.test.ts).
+import type { FromSchema } from "json-schema-to-ts";
+import { converterSchema } from "./converter-schema.js";
 export const configSchema = {
   $id: "https://apparate.io/schemas/config.json",
   type: "object",
@@ -103,6 +106,17 @@ export const configSchema = {
         events: { type: "boolean", default: true },
       },
     },
+    observer: {
+      description: "Pod start latency by acceleration mode (one replica at a time, by a Lease).",
+      type: "object", additionalProperties: false, default: {},
+      properties: {
+        enabled: { type: "boolean", default: true },
+        leaseName: { type: "string", pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", maxLength: 253, default: "apparate-observer" },
+        leaseDurationSeconds: { type: "integer", minimum: 5, maximum: 300, default: 15 },
+        graceSeconds: { description: "How long after Ready a pod is recorded, so that its kubelet events have arrived.", type: "integer", minimum: 0, maximum: 600, default: 10 },
+        windowSize: { description: "Pod starts kept in memory for `apparate report`.", type: "integer", minimum: 1, maximum: 100000, default: 2000 },
+      },
+    },
     admission: {
       type: "object", additionalProperties: false, default: {},
       properties: {
@@ -115,67 +129,14 @@ export const configSchema = {
         keepAliveTimeoutMs: { description: "Idle time between requests on a kept-alive connection; above the API server's own idle timeout.", type: "integer", minimum: 1000, default: 75000 },
       },
     },
+    converter: converterSchema,
   },
 } as const;
 
-export interface AccelerationRule {
-  name?: string;
-  registry?: string;
-  namespace?: string;
-  repository?: string;
-  tag?: string;
-}
-
-/** The file as written, after defaults. */
-export interface RawConfig {
-  namespaces: string[] | string;
-  namespaceLabel: string;
-  releaseNamespace: string;
-  acceleration: {
-    enabled: boolean;
-    tagSuffix: string;
-    registries: string[];
-    rules: AccelerationRule[];
-    ephemeralContainers: boolean;
-    placement: { mode: "required" | "preferred" | "none"; nodeLabelKey: string; nodeLabelValue: string; weight: number };
-  };
-  rewrite: { registries: Record<string, string> };
-  registry: {
-    requestTimeoutMs: number;
-    positiveTtlSeconds: number;
-    negativeTtlSeconds: number;
-    unknownBackoffSeconds: number;
-    ttlJitter: number;
-    cacheMaxEntries: number;
-    breakerFailures: number;
-    breakerCooldownSeconds: number;
-    plainHttp: string[];
-    caFile?: string;
-    dockerConfigFile?: string;
-    usePodPullSecrets: boolean;
-    tokenRealms: string[];
-    allowPrivateNetworks: string[];
-    maxConcurrentPerRegistry: number;
-    maxRegistryHosts: number;
-  };
-  imageCache: {
-    enabled: boolean;
-    group: string;
-    version: string;
-    plural: string;
-    readyPhase: string;
-    matchMode: "all" | "most";
-    latestTag: "match" | "skip";
-    write: "id" | "auto";
-    events: boolean;
-  };
-  admission: {
-    deadlineMs: number;
-    maxBodyBytes: number;
-    maxLookupsPerReview: number;
-    maxConnections: number;
-    requestTimeoutMs: number;
-    idleTimeoutMs: number;
-    keepAliveTimeoutMs: number;
-  };
-}
+/**
+ * The file as written, after ajv has filled in the defaults: derived from the
+ * schema above, so the two cannot drift apart. A property with a default is
+ * present; one without (caFile, a rule's fields) is optional.
+ */
+export type RawConfig = FromSchema<typeof configSchema>;
+export type AccelerationRule = RawConfig["acceleration"]["rules"][number];

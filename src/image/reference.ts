@@ -5,7 +5,7 @@
 import { LRUCache } from "lru-cache";
 import { ApparateError } from "../errors.js";
 
-export class ReferenceError extends ApparateError {}
+export class ImageReferenceError extends ApparateError {}
 
 /** A parsed, normalised reference. `tag` is undefined when the input had none. */
 export interface ImageReference {
@@ -36,7 +36,7 @@ const isWord = (c: number) => isAlnum(c) || c === 95; /* _ */
 const isHex = (c: number) => isDigit(c) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70);
 
 function fail(code: string, message: string, input: string): never {
-  throw new ReferenceError(code, `invalid image reference ${JSON.stringify(input.length > 80 ? input.slice(0, 80) + "…" : input)}: ${message}`, input);
+  throw new ImageReferenceError(code, `invalid image reference ${JSON.stringify(input.length > 80 ? input.slice(0, 80) + "…" : input)}: ${message}`, input);
 }
 
 /** path-component := [a-z0-9]+ (([._]|__|[-]+) [a-z0-9]+)* */
@@ -142,7 +142,7 @@ function isAllHex64(s: string): boolean {
 /**
  * Parses an image string the way Docker and containerd do (ParseNormalizedNamed):
  * adds `docker.io` and `library/`, maps `index.docker.io` to `docker.io`.
- * Keeps both tag and digest when both are given. Throws ReferenceError.
+ * Keeps both tag and digest when both are given. Throws ImageReferenceError.
  */
 export function parseReference(input: string): ImageReference {
   if (typeof input !== "string" || input.length === 0) fail("empty", "reference is empty", String(input ?? ""));
@@ -224,12 +224,12 @@ export function canonicalKey(ref: ImageReference): string {
 }
 
 export function withTag(ref: ImageReference, tag: string): ImageReference {
-  if (!isValidTag(tag)) throw new ReferenceError("invalid-tag", `tag ${JSON.stringify(tag)} is not a valid tag`, tag);
+  if (!isValidTag(tag)) throw new ImageReferenceError("invalid-tag", `tag ${JSON.stringify(tag)} is not a valid tag`, tag);
   return { domain: ref.domain, path: ref.path, tag, ...(ref.digest !== undefined ? { digest: ref.digest } : {}) };
 }
 
 export function withDomain(ref: ImageReference, domain: string): ImageReference {
-  if (!isValidDomain(domain)) throw new ReferenceError("invalid-format", `registry host ${JSON.stringify(domain)} is malformed`, domain);
+  if (!isValidDomain(domain)) throw new ImageReferenceError("invalid-format", `registry host ${JSON.stringify(domain)} is malformed`, domain);
   return { ...ref, domain };
 }
 

@@ -32,7 +32,8 @@ function annotationsOf(plan: Plan): Record<string, string> {
 
 export function applyPlan(pod: PodLike, plan: Plan): PodLike {
   const out = structuredClone(pod);
-  const spec = (out.spec ??= {});
+  out.spec ??= {};
+  const spec = out.spec;
   for (const d of plan.containers) {
     if (!changesImage(d)) continue;
     const c = spec[d.kind]?.[d.index];
@@ -41,19 +42,25 @@ export function applyPlan(pod: PodLike, plan: Plan): PodLike {
   if (plan.placement) {
     const { key, value } = plan.placement;
     if (plan.placement.mode === "required") {
-      (spec.nodeSelector ??= {})[key] ??= value;
+      spec.nodeSelector ??= {};
+      spec.nodeSelector[key] ??= value;
     } else if (needsPreferredTerm(spec, plan.placement)) {
-      const na = ((spec.affinity ??= {}).nodeAffinity ??= {});
-      (na.preferredDuringSchedulingIgnoredDuringExecution ??= []).push(preferredTerm(plan.placement));
+      spec.affinity ??= {};
+      spec.affinity.nodeAffinity ??= {};
+      const na = spec.affinity.nodeAffinity;
+      na.preferredDuringSchedulingIgnoredDuringExecution ??= [];
+      na.preferredDuringSchedulingIgnoredDuringExecution.push(preferredTerm(plan.placement));
     }
   }
   if (Object.keys(plan.labels).length > 0) {
-    const meta = (out.metadata ??= {});
+    out.metadata ??= {};
+    const meta = out.metadata;
     meta.labels = { ...(meta.labels ?? {}), ...plan.labels };
   }
   const ann = annotationsOf(plan);
   if (Object.keys(ann).length > 0) {
-    const meta = (out.metadata ??= {});
+    out.metadata ??= {};
+    const meta = out.metadata;
     meta.annotations = { ...(meta.annotations ?? {}), ...ann };
   }
   return out;

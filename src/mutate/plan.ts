@@ -4,16 +4,20 @@
 import type { Config } from "../config/config.js";
 import { ALWAYS_EXCLUDED_NAMESPACES } from "../config/config.js";
 import {
-  formatReference, MAX_TAG_LENGTH, parseReferenceCached, ReferenceError, withDomain, withTag,
+  formatReference, MAX_TAG_LENGTH, parseReferenceCached, ImageReferenceError, withDomain, withTag,
   DEFAULT_TAG, type ImageReference,
 } from "../image/reference.js";
 import type { LookupResult } from "../registry/result.js";
-import { isUsable, type ImageCacheView } from "../imagecache/policy.js";
 import { matchRule } from "./rules.js";
 import {
-  ANNOTATION_ACTIONS, ANNOTATION_IMAGE_CACHE_MATCH, ANNOTATION_INJECT, ANNOTATION_MIRROR_POD, ANNOTATION_ORIGINAL_IMAGES,
-  ANNOTATION_USE_IMAGE_CACHE, LABEL_IMAGE_CACHE,
+  ANNOTATION_ACTIONS, ANNOTATION_INJECT, ANNOTATION_MIRROR_POD, ANNOTATION_ORIGINAL_IMAGES,
 } from "./annotations.js";
+import type { ImageCacheView } from "../imagecache/policy.js";
+import { type ImageCacheDecision, imageCacheFor } from "./image-cache-choice.js";
+import { type Placement, placementConflict } from "./placement.js";
+
+export type { ImageCacheDecision } from "./image-cache-choice.js";
+export type { Placement } from "./placement.js";
 import { CONTAINER_KINDS, containerKey, type ContainerKind, type PodLike } from "./pod.js";
 
 export interface PlanInput {
@@ -52,13 +56,6 @@ export interface ContainerDecision {
   rule?: string;
   /** True when the user should hear about it (an admission warning). */
   warn: boolean;
-}
-
-export interface Placement {
-  mode: "required" | "preferred";
-  key: string;
-  value: string;
-  weight: number;
 }
 
 export interface Plan {
@@ -100,14 +97,7 @@ export interface Facts {
   /** The image caches known now; absent when the feature is off. */
   imageCaches?: ImageCacheView;
   /** ms since epoch, for cache expiry. */
-  now?: number;
-}
-
-export interface ImageCacheDecision {
-  result: "used" | "missed" | "manual" | "manual-not-ready";
-  reason: string;
-  cache?: string;
-  imcId?: string;
+  now: number;
 }
 
 interface Scope { skipped?: string }
@@ -189,7 +179,7 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
     try {
       ref = parseReferenceCached(walk.image);
     } catch (err) {
-      const msg = err instanceof ReferenceError ? err.message : String(err);
+      const msg = err instanceof ImageReferenceError ? err.message : String(err);
       out.push({ walk, decision: decision(walk, img, img, "invalid-reference", msg, true) });
       continue;
     }
@@ -244,27 +234,6 @@ export function analysePod(input: PlanInput, config: Config): PodAnalysis {
 /** The registry lookups plan() will want answered. Empty when the pod is out of scope. */
 export function candidatesOf(input: PlanInput, config: Config): Candidate[] {
   return analysePod(input, config).candidates;
-}
-
-function placementConflict(pod: PodLike, key: string, value: string): string | undefined {
-  const sel = pod.spec?.nodeSelector?.[key];
-  if (sel !== undefined && sel !== value) return `nodeSelector ${key}=${sel} conflicts with ${key}=${value}`;
-  const terms = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  if (terms && terms.length > 0) {
-    // The pod can land on an apparate node if at least one term admits key=value.
-    const admits = terms.some((t) => (t.matchExpressions ?? []).every((e) => {
-      if (e.key !== key) return true;
-      switch (e.operator) {
-        case "In": return (e.values ?? []).includes(value);
-        case "NotIn": return !(e.values ?? []).includes(value);
-        case "Exists": return true;
-        case "DoesNotExist": return false;
-        default: return true;
-      }
-    }));
-    if (!admits) return `required node affinity excludes ${key}=${value}`;
-  }
-  return undefined;
 }
 
 function rewriteHost(ref: ImageReference, config: Config): ImageReference | undefined {
@@ -344,26 +313,14 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     annotations[ANNOTATION_ACTIONS] = [...counts].map(([k, n]) => `${k}=${n}`).concat(placement ? [`placement=${placement.mode}`] : []).join(",");
   }
   const warnings: string[] = decisions.filter((d) => d.warn).map((d) => `apparate: ${d.kind === "containers" ? "container" : d.kind === "initContainers" ? "init container" : "ephemeral container"} ${d.name}: ${d.reason}`);
-  const labels: Record<string, string> = {};
-  let imageCache: ImageCacheDecision | undefined;
-  if (config.imageCache.enabled && facts.imageCaches && !isEphemeral) {
-    // Matched against the images the pod will pull, after apparate's own changes.
-    const images = decisions.filter((d) => d.kind !== "ephemeralContainers" && d.image).map((d) => d.image);
-    const ann = input.pod.metadata?.annotations ?? {};
-    const prior = ann[ANNOTATION_IMAGE_CACHE_MATCH] !== undefined && ann[ANNOTATION_USE_IMAGE_CACHE] !== undefined ? priorChoice(ann[ANNOTATION_IMAGE_CACHE_MATCH]!, ann[ANNOTATION_USE_IMAGE_CACHE]!) : undefined;
-    // A pod apparate already chose for (a reinvocation, a repeated review) keeps that choice as it is.
-    imageCache = prior ?? chooseImageCache(input.pod, images, facts.imageCaches, config, facts.now ?? Date.now());
-    if (imageCache.result === "used" && !prior) {
-      const c = facts.imageCaches.byId(imageCache.imcId!)!;
-      const value = config.imageCache.write === "id" ? c.imcId! : "auto";
-      if (input.pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE] !== value) annotations[ANNOTATION_USE_IMAGE_CACHE] = value;
-      annotations[ANNOTATION_IMAGE_CACHE_MATCH] = JSON.stringify({
-        cache: c.name, imcId: c.imcId, images: images.length, sizeGiB: c.size,
-        ageDays: Math.floor(((facts.now ?? Date.now()) - c.created) / 86_400_000), mode: config.imageCache.matchMode,
-      });
-    }
-    warnings.push(`apparate: image cache: ${imageCache.reason}`);
-    if (input.pod.metadata?.labels?.[LABEL_IMAGE_CACHE] !== imageCache.result) labels[LABEL_IMAGE_CACHE] = imageCache.result;
+  const cache = config.imageCache.enabled && facts.imageCaches && !isEphemeral
+    ? imageCacheFor(input.pod, decisions, facts.imageCaches, facts.now, config)
+    : undefined;
+  const labels: Record<string, string> = cache?.labels ?? {};
+  const imageCache = cache?.decision;
+  if (cache) {
+    Object.assign(annotations, cache.annotations);
+    warnings.push(cache.warning);
   }
   return {
     containers: decisions,
@@ -376,31 +333,3 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
   };
 }
 
-function priorChoice(match: string, value: string): ImageCacheDecision | undefined {
-  try {
-    const m = JSON.parse(match) as { cache?: unknown; imcId?: unknown };
-    if (typeof m.cache !== "string" || typeof m.imcId !== "string") return undefined;
-    return { result: "used", reason: `${m.imcId} (${m.cache}) already chosen by apparate`, cache: m.cache, imcId: value === "auto" ? m.imcId : value };
-  } catch {
-    return undefined; // a hand-edited, broken annotation: decide again
-  }
-}
-
-function chooseImageCache(pod: PodLike, images: string[], view: ImageCacheView, config: Config, now: number): ImageCacheDecision {
-  const ic = config.imageCache;
-  const current = pod.metadata?.annotations?.[ANNOTATION_USE_IMAGE_CACHE];
-  if (current !== undefined && current !== "auto") {
-    // A manual choice is the user's: never overwritten, only checked.
-    const c = view.byId(current);
-    if (!c || !isUsable(c, ic.readyPhase, now)) {
-      return { result: "manual-not-ready", reason: `${current} is not a ready image cache; the platform will pull images normally` };
-    }
-    return { result: "manual", reason: `${current} chosen by the pod`, cache: c.name, imcId: current };
-  }
-  const m = view.match(images, { readyPhase: ic.readyPhase, matchMode: ic.matchMode, latestTag: ic.latestTag, now });
-  if (m.kind === "none") return { result: "missed", reason: `no cache used: ${m.reason}` };
-  return {
-    result: "used", cache: m.cache.name, imcId: m.cache.imcId!,
-    reason: `${m.cache.imcId} (${m.cache.name}, ${m.cache.size} GiB) holds ${m.covered.length} of ${m.covered.length + m.uncovered.length} images`,
-  };
-}

@@ -1,7 +1,7 @@
 // Which images are eligible for acceleration: an allow-list of registries, then
 // optional seed-000 rules (registry namespace + repository regex + tag regex).
 import type { Config } from "../config/config.js";
-import { DEFAULT_TAG, type ImageReference } from "../image/reference.js";
+import { DEFAULT_TAG, type ImageReference, MAX_TAG_LENGTH } from "../image/reference.js";
 
 export type RuleMatch = { matched: true; rule: string } | { matched: false; reason: string };
 
@@ -24,4 +24,25 @@ export function matchRule(ref: ImageReference, config: Config): RuleMatch {
     return { matched: true, rule: r.name };
   }
   return { matched: false, reason: "no acceleration rule matches" };
+}
+
+export type ConversionDecision =
+  | { convert: true; rule: string; target: ImageReference }
+  | { convert: false; reason: string };
+
+/**
+ * Would the converter make `<tag><suffix>` of this pushed image? The same rules as the
+ * swap (matchRule), so that what is converted is exactly what the webhook may swap to.
+ * A tag that already carries the suffix is never converted (the loop guard).
+ */
+export function conversionDecision(ref: ImageReference, config: Config): ConversionDecision {
+  const suffix = config.acceleration.tagSuffix;
+  if (!config.acceleration.enabled) return { convert: false, reason: "acceleration.enabled is false" };
+  if (ref.tag === undefined && ref.digest !== undefined) return { convert: false, reason: "no tag: an accelerated image is named after the source's tag" };
+  const tag = ref.tag ?? DEFAULT_TAG;
+  if (tag.endsWith(suffix)) return { convert: false, reason: `tag already ends with ${suffix} (an accelerated image)` };
+  if (tag.length + suffix.length > MAX_TAG_LENGTH) return { convert: false, reason: `tag ${tag.slice(0, 40)}… + ${suffix} would exceed ${MAX_TAG_LENGTH} characters` };
+  const m = matchRule(ref, config);
+  if (!m.matched) return { convert: false, reason: m.reason };
+  return { convert: true, rule: m.rule, target: { domain: ref.domain, path: ref.path, tag: tag + suffix } };
 }

@@ -3,7 +3,9 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Ajv } from "ajv";
 import { parse as parseYaml } from "yaml";
+import type { FromSchema } from "json-schema-to-ts";
 import { ConfigError } from "../config/config.js";
+import { formatSchemaErrors } from "../config/schema-errors.js";
 import { createLogger } from "../observability/logger.js";
 import { loadKubeConfig } from "../kube/sources.js";
 import { NodeAgent } from "./agent.js";
@@ -32,20 +34,15 @@ const schema = {
   },
 } as const;
 
-export interface NodeAgentConfig {
-  mirrors: Record<string, string | string[]>;
-  containerdConfig: string; certsDir: string; nodeLabelKey: string; nodeLabelValue: string;
-  healthCheckSeconds: number; unhealthyThreshold: number; dockerConfigFile?: string; plainHttp: string[];
-  snapshotterSocket: string; snapshotterRoot: string; snapshotterConfigDir: string; snapshotterBinary: string;
-}
+/** The node agent's file after defaults, derived from the schema above. */
+export type NodeAgentConfig = FromSchema<typeof schema>;
 
 const validate = new Ajv({ useDefaults: true, allErrors: true }).compile(schema);
 
 export function loadNodeAgentConfig(path: string | undefined): NodeAgentConfig {
   const doc = (path ? parseYaml(readFileSync(path, "utf8")) : {}) ?? {};
   if (!validate(doc)) {
-    const e = validate.errors![0]!;
-    throw new ConfigError("config-invalid", `${path}: ${e.instancePath.slice(1).replace(/\//g, ".") || "(root)"} ${e.message} (got ${JSON.stringify(e.params)})`, doc);
+    throw new ConfigError("config-invalid", `${path ?? "config"}: ${formatSchemaErrors(validate.errors, doc).join("; ")}`, doc);
   }
   return doc as unknown as NodeAgentConfig;
 }

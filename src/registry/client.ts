@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { Agent, buildConnector, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
 import { LRUCache } from "lru-cache";
+import { ApparateError } from "../errors.js";
 import type { ImageReference } from "../image/reference.js";
 import type { Metrics } from "../observability/metrics.js";
 import { parseChallenges, type Challenge } from "./challenge.js";
@@ -53,6 +54,9 @@ export interface CheckOptions {
   wanted?: () => boolean;
 }
 
+/** A registry refused the credentials (or asked for some and none were given). */
+export class RegistryAuthError extends ApparateError {}
+
 interface CachedToken { token: string; expiresAt: number }
 
 const DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io";
@@ -94,6 +98,8 @@ export class RegistryClient {
   /** Registries known to want a Bearer token: skip the first 401 round trip. */
   private readonly bearer: LRUCache<string, Challenge>;
   private readonly label: (domain: string) => string;
+  /** Registries that answered a Basic challenge (push/pull requests). */
+  private readonly basicDomains = new Set<string>();
 
   constructor(private readonly opts: RegistryClientOptions) {
     const ca = opts.caFile ? readFileSync(opts.caFile) : undefined;
@@ -232,6 +238,49 @@ export class RegistryClient {
     } finally {
       timer.clear();
     }
+  }
+
+  /**
+   * One authorized request for push and pull (src/registry/push.ts): the scope's cached
+   * Bearer token, or Basic, answering a 401 challenge once. The body must be a Buffer so
+   * that it can be sent again after the challenge. The caller consumes the response body.
+   * `timeoutMs` bounds the whole exchange (0: only `signal` and undici's idle timeouts,
+   * for streamed blob bodies).
+   */
+  async authorizedRequest(
+    domain: string, scope: string, cred: Credential | undefined,
+    req: { method: Dispatcher.HttpMethod; url: string; headers?: Record<string, string>; body?: Buffer },
+    signal: AbortSignal, timeoutMs = this.opts.requestTimeoutMs,
+  ): Promise<Dispatcher.ResponseData> {
+    const send = (authz: string | undefined) => {
+      this.opts.metrics?.registryRequests.inc({ registry: this.label(domain), kind: "push" });
+      const u = new URL(req.url);
+      this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
+      return request(req.url, {
+        method: req.method, dispatcher: this.dispatcher,
+        signal: timeoutMs > 0 ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : signal,
+        headers: { "user-agent": this.opts.userAgent ?? "apparate", ...req.headers, ...(authz ? { authorization: authz } : {}) },
+        ...(req.body ? { body: req.body } : {}),
+      });
+    };
+    let authz = this.basicDomains.has(domain) && cred ? basicAuth(cred) : await this.authorizationFor(domain, scope, cred);
+    const res = await send(authz);
+    if (res.statusCode !== 401) return res;
+    const challenges = parseChallenges(res.headers["www-authenticate"]);
+    await res.body.dump();
+    const bearer = challenges.find((c) => c.scheme === "bearer");
+    if (bearer) {
+      this.bearer.set(domain, bearer);
+      const t = await this.fetchToken(domain, bearer, scope, cred);
+      if (t.error) throw new RegistryAuthError("unauthorized", `${domain}: ${t.error.result.kind === "unknown" ? t.error.result.reason : "token refused"}`, domain);
+      authz = `Bearer ${t.token}`;
+    } else if (challenges.some((c) => c.scheme === "basic") && cred) {
+      this.basicDomains.add(domain);
+      authz = basicAuth(cred);
+    } else {
+      throw new RegistryAuthError("unauthorized", `${domain}: registry requires credentials for ${scope}`, domain);
+    }
+    return send(authz);
   }
 
   /** One request's timer, started when the request is sent. */

@@ -238,7 +238,10 @@ async function memoryBench() {
 }
 
 let memoIndex: ImageCacheIndex | undefined;
-function imageCacheBenchIndex(): ImageCacheIndex { return (memoIndex ??= imageCacheBench()); }
+function imageCacheBenchIndex(): ImageCacheIndex {
+  memoIndex ??= imageCacheBench();
+  return memoIndex;
+}
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "apparate-bench-"));

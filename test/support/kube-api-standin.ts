@@ -11,7 +11,7 @@ import jsonpatch from "fast-json-patch";
 import { KubeConfig } from "@kubernetes/client-node";
 import { freePort } from "./ports.js";
 
-export interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean }
+export interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean; /** metadata.generation counts spec changes, as for workloads */ generation?: boolean }
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
 interface WatchEvent { type: "ADDED" | "MODIFIED" | "DELETED"; object: Obj; rv: number }
 
@@ -22,6 +22,7 @@ export const BUILTIN_TYPES: ResourceType[] = [
   { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true },
   { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
   { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true },
+  { group: "apps", version: "v1", plural: "daemonsets", kind: "DaemonSet", namespaced: true, generation: true },
   { group: "admissionregistration.k8s.io", version: "v1", plural: "mutatingwebhookconfigurations", kind: "MutatingWebhookConfiguration", namespaced: false },
   { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true },
   { group: "eks.cloud.tencent.com", version: "v1", plural: "imagecaches", kind: "ImageCache", namespaced: false },
@@ -179,6 +180,10 @@ export class KubeApiStandIn {
     o.metadata = { ...o.metadata };
     o.metadata.uid = prev?.metadata.uid ?? o.metadata.uid ?? randomUUID();
     o.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? o.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    if (t.generation) {
+      const prevGen = prev?.metadata.generation ?? 0;
+      o.metadata.generation = !prev ? 1 : JSON.stringify(prev.spec) !== JSON.stringify(o.spec) ? prevGen + 1 : prevGen;
+    }
     if (!t.namespaced) delete o.metadata.namespace;
     else o.metadata.namespace ??= "default";
     o.metadata.resourceVersion = String(++this.rv);

@@ -159,7 +159,7 @@ describe("check-image answers with the webhook's planner", () => {
   const planned = (image: string) => {
     const input = { pod: { kind: "Pod", metadata: { name: "x" }, spec: { containers: [{ name: "check", image }] } }, namespace: "default", operation: "CREATE" };
     const analysis = analysePod(input, config);
-    return plan(input, { lookups: new Map(analysis.candidates.map((c) => [c.key, { kind: "exists" as const, mediaType: "application/vnd.oci.image.manifest.v1+json" }])) }, config, analysis).containers[0]!;
+    return plan(input, { lookups: new Map(analysis.candidates.map((c) => [c.key, { kind: "exists" as const, mediaType: "application/vnd.oci.image.manifest.v1+json" }])), now: 0 }, config, analysis).containers[0]!;
   };
 
   it.each([

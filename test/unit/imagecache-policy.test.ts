@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ImageCacheIndex, type ImageCacheSpec } from "../../src/imagecache/policy.js";
 import { compileConfig } from "../../src/config/config.js";
 import { plan, type PlanInput } from "../../src/mutate/plan.js";
@@ -88,6 +88,20 @@ describe("image cache in the plan", () => {
     expect(JSON.parse(patched.metadata!.annotations!["apparate.io/image-cache-match"]!)).toMatchObject({ cache: "web", imcId: "imc-web1", images: 2, sizeGiB: 20, ageDays: 1 });
     expect(patched.metadata!.labels!["apparate.io/image-cache"]).toBe("used");
     expect(out.warnings.join()).toContain("imc-web1");
+  });
+
+  it("the core never reads the clock: expiry is judged by facts.now alone", () => {
+    const spy = vi.spyOn(Date, "now").mockImplementation(() => { throw new Error("the decision core read the clock"); });
+    try {
+      const p = pod();
+      const input: PlanInput = { pod: p, namespace: "default", operation: "CREATE" };
+      const expiring = index(cache("web", ["nginx:1.25", "busybox:1.36"], { imcId: "imc-web1", retentionDays: 3 }));
+      // Two days after creation the cache is usable; ten days after, it has expired.
+      expect(plan(input, { lookups: new Map(), imageCaches: expiring, now: NOW + DAY }, config).annotations["eks.tke.cloud.tencent.com/use-image-cache"]).toBe("imc-web1");
+      expect(plan(input, { lookups: new Map(), imageCaches: expiring, now: NOW + 10 * DAY }, config).annotations["eks.tke.cloud.tencent.com/use-image-cache"]).toBeUndefined();
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("`auto` is resolved to the id; write: auto leaves the choice to the platform", () => {

@@ -21,7 +21,7 @@ function facts(input: PlanInput, exists: string[], cfg = config, unknown: string
     lookups.set(c.key, unknown.includes(c.key) ? { kind: "unknown", reason: "timed out" }
       : exists.includes(c.key) ? { kind: "exists", mediaType: OCI } : { kind: "absent", reason: "does not exist" });
   }
-  return { lookups };
+  return { lookups, now: 0 };
 }
 
 const run = (pod: PodLike, exists: string[], opts: Partial<PlanInput> = {}, cfg = config, unknown: string[] = []) => {

@@ -2,7 +2,7 @@
 // expressed in normalised form (ParseNormalizedNamed semantics).
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { canonicalKey, familiarString, formatReference, parseReference, ReferenceError } from "../../src/image/reference.js";
+import { canonicalKey, familiarString, formatReference, parseReference, ImageReferenceError } from "../../src/image/reference.js";
 
 const F64 = "f".repeat(64);
 const F128 = "f".repeat(128);
@@ -98,8 +98,8 @@ describe("parseReference: invalid references", () => {
       parseReference(input);
       expect.fail("should have thrown");
     } catch (err) {
-      expect(err).toBeInstanceOf(ReferenceError);
-      expect((err as ReferenceError).code).toBe(code);
+      expect(err).toBeInstanceOf(ImageReferenceError);
+      expect((err as ImageReferenceError).code).toBe(code);
     }
   });
 
@@ -107,17 +107,19 @@ describe("parseReference: invalid references", () => {
     const inputs = ["a".repeat(10_000) + "!", "a-".repeat(5_000) + "!", "a/".repeat(5_000), "a".repeat(24) + "!"];
     for (const input of inputs) {
       const t0 = performance.now();
-      expect(() => parseReference(input)).toThrow(ReferenceError);
+      expect(() => parseReference(input)).toThrow(ImageReferenceError);
       expect(performance.now() - t0).toBeLessThan(50);
     }
   });
 
   it("is linear on the backtracking shape that hangs a regex port", () => {
-    // ^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$ on "a"*24+"!" takes >100 ms in V8.
-    const input = "x/" + "a".repeat(200) + "!";
+    // ^[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*$ on "a"*24+"!" takes >100 ms in V8 and
+    // doubles with each extra "a": at 60 a backtracking parser would never return. A
+    // linear one answers in microseconds, so the bound below holds on a loaded machine.
+    const input = "x/" + "a".repeat(60) + "!";
     const t0 = performance.now();
-    for (let i = 0; i < 1000; i++) expect(() => parseReference(input)).toThrow();
-    expect(performance.now() - t0).toBeLessThan(500);
+    for (let i = 0; i < 10; i++) expect(() => parseReference(input)).toThrow();
+    expect(performance.now() - t0).toBeLessThan(2000);
   });
 });
 
@@ -145,7 +147,7 @@ describe("formatting", () => {
     const digest = fc.oneof(fc.constant(""), fc.stringMatching(/^[0-9a-f]{64}$/).map((h) => `@sha256:${h}`));
     fc.assert(fc.property(host, fc.array(comp, { minLength: 1, maxLength: 3 }), tag, digest, (h, parts, t, d) => {
       const input = h + parts.join("/") + t + d;
-      let a;
+      let a: ReturnType<typeof parseReference>;
       // Some generated inputs are invalid upstream too ("a_0.0/x": a host with "_").
       try { a = parseReference(input); } catch { return; }
       const b = parseReference(formatReference(a));

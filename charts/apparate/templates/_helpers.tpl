@@ -1,19 +1,59 @@
+{{- define "apparate.name" -}}
+{{- default "apparate" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "apparate.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "apparate.name" . -}}
+{{- if contains $name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "apparate.labels" -}}
-app.kubernetes.io/name: apparate
+app.kubernetes.io/name: {{ include "apparate.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: apparate
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "apparate.selector" -}}
-app.kubernetes.io/name: apparate
+app.kubernetes.io/name: {{ include "apparate.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+A pod template's labels and annotations: the chart's labels, the component, then the
+operator's podLabels/podAnnotations (global first, the component's own last).
+Call with (dict "ctx" $ "component" "webhook" "labels" .Values.webhook.podLabels "annotations" $ann).
+*/}}
+{{- define "apparate.podMetadata" -}}
+{{- $ctx := .ctx -}}
+labels:
+  {{- include "apparate.labels" $ctx | nindent 2 }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with (merge (dict) (.labels | default dict) ($ctx.Values.podLabels | default dict)) }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- $ann := merge (dict) (.annotations | default dict) (.componentAnnotations | default dict) ($ctx.Values.podAnnotations | default dict) }}
+{{- with $ann }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* imagePullSecrets for apparate's own images: the component's list, else the chart-wide one. */}}
+{{- define "apparate.imagePullSecrets" -}}
+{{- $list := .component | default .ctx.Values.imagePullSecrets -}}
+{{- with $list }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "apparate.image" -}}
@@ -45,16 +85,83 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.imagePullSecretsCrs.existingSecret (and .Values.imagePullSecretsCrs.dockerServer .Values.imagePullSecretsCrs.dockerUsername) -}}true{{- end -}}
 {{- end -}}
 
-{{/* Pod security context shared by apparate's unprivileged pods. */}}
+{{/*
+dockerUsername as written: TCR usernames are account ids, and YAML reads an unquoted
+100012345678 as a float that toString would print as 1.00012345678e+11.
+*/}}
+{{- define "apparate.crsUsername" -}}
+{{- $u := .Values.imagePullSecretsCrs.dockerUsername -}}
+{{- if kindIs "float64" $u -}}
+{{- if or (ne (floor $u) $u) (gt $u 9007199254740991.0) -}}
+{{- fail (printf "imagePullSecretsCrs.dockerUsername: %v is not a whole number below 2^53; quote it in your values file (dockerUsername: \"...\")" $u) -}}
+{{- end -}}
+{{- printf "%.0f" $u -}}
+{{- else -}}
+{{- toString $u -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kubernetes minor version as a number, e.g. 1.28 -> 28 (semverCompare also handles "-eks-..." suffixes). */}}
+{{- define "apparate.kubeAtLeast130" -}}
+{{- if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The node agent's host directories, each mounted at the same path under /host (the
+agent's APPARATE_HOST_ROOT) instead of the host's whole root:
+- the directory of nodeAgent.containerdConfig: containerd's config (edited, with a backup
+  and apparate-state.json beside it);
+- nodeAgent.containerdCertsDir: hosts.toml mirrors (seed 004);
+- /etc/apparate-stargz: the snapshotter's config.toml and registry credentials;
+- /run/apparate-stargz: the snapshotter's socket, which the health check dials;
+- /usr/local/bin: where the snapshotter binary is copied so that systemd can start it
+  after this pod is gone;
+- /etc/systemd/system: the snapshotter's unit.
+Everything else (systemctl, restarting containerd) runs in the host's namespaces through
+nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
+(/var/lib/apparate-stargz) is used by the host service only.
+*/}}
+{{- define "apparate.nodeAgentHostPaths" -}}
+{{- $paths := list (dir .Values.nodeAgent.containerdConfig) .Values.nodeAgent.containerdCertsDir "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" -}}
+{{- $out := list -}}
+{{- range $paths }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{- define "apparate.nodeAgentVolumeMounts" -}}
+{{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
+- {name: host-{{ $i }}, mountPath: /host{{ $p }}{{ if hasPrefix "/run" $p }}, mountPropagation: HostToContainer{{ end }}}
+{{- end }}
+{{- end -}}
+
+{{- define "apparate.nodeAgentVolumes" -}}
+{{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
+- name: host-{{ $i }}
+  hostPath: {path: {{ $p }}, type: DirectoryOrCreate}
+{{- end }}
+{{- end -}}
+
+{{/* Container security context of apparate's unprivileged pods (PSS "restricted"), with webhook.securityContext merged over it. */}}
 {{- define "apparate.restrictedContainer" -}}
-securityContext:
-  runAsNonRoot: true
-  runAsUser: 65532
-  runAsGroup: 65532
-  allowPrivilegeEscalation: false
-  readOnlyRootFilesystem: true
-  capabilities:
-    drop: [ALL]
-  seccompProfile:
-    type: RuntimeDefault
+{{- $base := dict "runAsNonRoot" true "runAsUser" 65532 "runAsGroup" 65532 "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") -}}
+securityContext: {{- toYaml (mergeOverwrite $base (deepCopy (.Values.webhook.securityContext | default dict))) | nindent 2 }}
+{{- end -}}
+
+{{/* Pod security context of apparate's unprivileged pods, with webhook.podSecurityContext merged over it. */}}
+{{- define "apparate.restrictedPod" -}}
+{{- $base := dict "runAsNonRoot" true "runAsUser" 65532 "runAsGroup" 65532 "fsGroup" 65532 "seccompProfile" (dict "type" "RuntimeDefault") -}}
+securityContext: {{- toYaml (mergeOverwrite $base (deepCopy (.Values.webhook.podSecurityContext | default dict))) | nindent 2 }}
+{{- end -}}
+
+{{/* Values that the schema cannot relate to each other, and the cluster's APIs the chosen values need. */}}
+{{- define "apparate.validate" -}}
+{{- if ge (int .Values.admission.deadlineMs) (mul (int .Values.webhook.timeoutSeconds) 1000) -}}
+{{- fail (printf "admission.deadlineMs (%v) must be below webhook.timeoutSeconds*1000 (%v): the API server stops waiting at webhook.timeoutSeconds" .Values.admission.deadlineMs (mul (int .Values.webhook.timeoutSeconds) 1000)) -}}
+{{- end -}}
+{{- if and (eq .Values.webhook.tls.mode "cert-manager") (not (.Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate")) -}}
+{{- fail "webhook.tls.mode=cert-manager needs cert-manager, but this cluster serves no cert-manager.io/v1 Certificate: install cert-manager first, or use webhook.tls.mode=self-managed (with helm template: --api-versions cert-manager.io/v1/Certificate)" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}
+{{- fail "metrics.serviceMonitor.enabled needs the Prometheus Operator, but this cluster serves no monitoring.coreos.com/v1 ServiceMonitor: install it first, or set metrics.serviceMonitor.enabled=false (with helm template: --api-versions monitoring.coreos.com/v1/ServiceMonitor)" -}}
+{{- end -}}
 {{- end -}}

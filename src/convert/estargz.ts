@@ -1,0 +1,400 @@
+// The eStargz layer writer (stargz-snapshotter v0.18 format), streaming: a gzip tar
+// layer in, an eStargz blob out, in bounded memory whatever the layer's size.
+//
+// The blob is a run of gzip members: one opened at the start, a new one before every
+// payload chunk of a regular file (offsets recorded in the TOC), one for the TOC
+// (stargz.index.json and the tar end-of-archive) and the 51-byte footer that points at
+// it. The landmark file comes first (no prioritised files: `.no.prefetch.landmark`).
+// Entry headers are copied as read, so the uncompressed stream extracts exactly as the
+// source did; only the source's own landmark / TOC entries and its trailer are dropped.
+// Gzip and gunzip run on libuv's thread pool (Node's async zlib), hashes on the caller's.
+import { createHash, type Hash } from "node:crypto";
+import { once } from "node:events";
+import { createGunzip, createGzip, type Gzip } from "node:zlib";
+import { ApparateError } from "../errors.js";
+import { ByteReader, TarReader, type TarHeader } from "./tar.js";
+
+export class ConvertError extends ApparateError {}
+
+export const TOC_NAME = "stargz.index.json";
+export const NO_PREFETCH_LANDMARK = ".no.prefetch.landmark";
+export const PREFETCH_LANDMARK = ".prefetch.landmark";
+export const LANDMARK_CONTENTS = 0x0f;
+export const FOOTER_SIZE = 51;
+export const DEFAULT_CHUNK_SIZE = 4 << 20;
+export const TOC_DIGEST_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest";
+export const UNCOMPRESSED_SIZE_ANNOTATION = "io.containers.estargz.uncompressed-size";
+
+/** Where the converted blob goes: a file, a registry upload, a hash. */
+export interface Sink {
+  write(chunk: Buffer): Promise<void>;
+}
+
+export interface WriterOptions {
+  chunkSize?: number;
+  /** gzip level, 9 as ctr-remote's default. */
+  level?: number;
+  /** Names the layer in errors, e.g. "layer 2 (sha256:…)". */
+  label?: string;
+  /** Called with (compressed bytes read, bytes written) as the conversion goes. */
+  onProgress?: (read: number, written: number) => void;
+}
+
+export interface ConvertedLayer {
+  /** sha256 digest and size of the eStargz blob. */
+  digest: string;
+  size: number;
+  /** sha256 of the new uncompressed tar: the config's rootfs.diff_ids entry. */
+  diffID: string;
+  uncompressedSize: number;
+  tocDigest: string;
+  /** What was read: the source blob's digest and size, and its uncompressed digest. */
+  sourceDigest: string;
+  sourceSize: number;
+  sourceDiffID: string;
+  entries: number;
+}
+
+/** One TOC entry, fields in the order Go's estargz.TOCEntry marshals them. */
+export interface TocEntry {
+  name: string;
+  type: string;
+  size?: number;
+  modtime?: string;
+  linkName?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  userName?: string;
+  groupName?: string;
+  offset?: number;
+  innerOffset?: number;
+  devMajor?: number;
+  devMinor?: number;
+  xattrs?: Record<string, string>;
+  digest?: string;
+  chunkOffset?: number;
+  chunkSize?: number;
+  chunkDigest?: string;
+}
+
+const sha256 = (b: Buffer | string) => "sha256:" + createHash("sha256").update(b).digest("hex");
+const hexOf = (h: Hash) => "sha256:" + h.digest("hex");
+
+/** Go's path.Clean("/"+name) without the leading slash: how estargz compares names. */
+export function cleanEntryName(name: string): string {
+  const out: string[] = [];
+  for (const part of name.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") out.pop(); else out.push(part);
+  }
+  return out.join("/");
+}
+
+/** A ustar header block as Go's tar.Writer writes one for a plain Header{Name, Typeflag: reg, Size}. */
+export function ustarHeader(name: string, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  const str = (off: number, len: number, s: string) => { b.write(s, off, Math.min(len, Buffer.byteLength(s)), "utf8"); };
+  const oct = (off: number, len: number, v: number) => { str(off, len - 1, v.toString(8).padStart(len - 1, "0")); };
+  if (Buffer.byteLength(name) > 100) throw new Error(`ustarHeader: name too long: ${name}`);
+  str(0, 100, name);
+  oct(100, 8, 0); oct(108, 8, 0); oct(116, 8, 0);
+  oct(124, 12, size); oct(136, 12, 0);
+  b[156] = 0x30;
+  str(257, 6, "ustar\0"); str(263, 2, "00");
+  oct(329, 8, 0); oct(337, 8, 0);
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const c of b) sum += c;
+  b.fill(0, 148, 156);
+  oct(148, 7, sum);
+  b[155] = 0x20;
+  return b;
+}
+
+/** The 51-byte footer: an empty gzip member whose extra field says where the TOC starts. */
+export function footer(tocOffset: number): Buffer {
+  const subfield = tocOffset.toString(16).padStart(16, "0") + "STARGZ";
+  const b = Buffer.alloc(FOOTER_SIZE);
+  b.set([0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0x00, 0xff], 0);
+  b.writeUInt16LE(26, 10);
+  b.set([0x53, 0x47], 12);
+  b.writeUInt16LE(22, 14);
+  b.write(subfield, 16, "latin1");
+  b.set([0x01, 0x00, 0x00, 0xff, 0xff], 38);
+  // CRC32 and ISIZE of the empty payload: eight zero bytes (already zero).
+  return b;
+}
+
+/** Reads the TOC offset out of a footer, or undefined when these 51 bytes are not one. */
+export function parseFooter(b: Buffer): number | undefined {
+  if (b.length !== FOOTER_SIZE || b[0] !== 0x1f || b[1] !== 0x8b || b[3] !== 0x04) return undefined;
+  const s = b.subarray(16, 38).toString("latin1");
+  if (!/^[0-9a-f]{16}STARGZ$/.test(s)) return undefined;
+  return Number.parseInt(s.slice(0, 16), 16);
+}
+
+/** Go's json.MarshalIndent(toc, "", "\t"): tab indents, HTML-escaped <, >, &, U+2028/9. */
+export function tocJson(entries: readonly TocEntry[]): Buffer {
+  const text = JSON.stringify({ version: 1, entries }, null, "\t")
+    .replace(/</g, "\\u003c").replace(/>/g, "\\u003e").replace(/&/g, "\\u0026")
+    .replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+  return Buffer.from(text, "utf8");
+}
+
+/** Go's formatModtime: RFC 3339 UTC rounded to the second, omitted for the zero time / epoch. */
+function modtime(seconds: number): string | undefined {
+  const s = Math.round(seconds);
+  if (!Number.isFinite(s) || s === 0) return undefined;
+  return new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Counts and hashes what leaves: the compressed blob. */
+class CountingSink {
+  n = 0;
+  readonly hash = createHash("sha256");
+  constructor(private readonly sink: Sink, private readonly progress?: (n: number) => void) {}
+  async write(b: Buffer): Promise<void> {
+    this.n += b.length;
+    this.hash.update(b);
+    await this.sink.write(b);
+    this.progress?.(this.n);
+  }
+}
+
+/** The current gzip member and the uncompressed stream's hash and size. */
+class Members {
+  private gz: Gzip | undefined;
+  private pump: Promise<void> | undefined;
+  readonly diff = createHash("sha256");
+  uncompressed = 0;
+
+  constructor(private readonly out: CountingSink, private readonly level: number) {}
+
+  get compressedOffset(): number { return this.out.n; }
+
+  async write(b: Buffer): Promise<void> {
+    if (b.length === 0) return;
+    if (!this.gz) this.open();
+    this.diff.update(b);
+    this.uncompressed += b.length;
+    if (!this.gz!.write(b)) await Promise.race([once(this.gz!, "drain"), this.pump]);
+  }
+
+  private open(): void {
+    const gz = createGzip({ level: this.level });
+    this.gz = gz;
+    const out = this.out;
+    this.pump = (async () => { for await (const chunk of gz) await out.write(chunk as Buffer); })();
+  }
+
+  /** Ends the current member; resolves when all of its bytes reached the sink. */
+  async close(): Promise<void> {
+    if (!this.gz) return;
+    this.gz.end();
+    await this.pump;
+    this.gz = undefined;
+    this.pump = undefined;
+  }
+}
+
+interface Pending { indices: number[] }
+
+/**
+ * Converts one gzip (or plain) tar layer to eStargz, writing the blob to `sink`.
+ * Throws ConvertError / TarError naming the layer and the entry on bad input.
+ */
+export async function convertLayer(source: AsyncIterable<Buffer>, sink: Sink, opts: WriterOptions = {}): Promise<ConvertedLayer> {
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const level = opts.level ?? 9;
+  const label = opts.label ?? "layer";
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new ConvertError("chunk-size", `chunk size must be a positive integer, not ${chunkSize}`, chunkSize);
+
+  let read = 0;
+  const out = new CountingSink(sink, opts.onProgress ? (n) => opts.onProgress!(read, n) : undefined);
+  const members = new Members(out, level);
+  const sourceHash = createHash("sha256");
+  const sourceDiff = createHash("sha256");
+
+  // Source bytes: hashed as read; gunzipped when they start with the gzip magic.
+  const counted = (async function* () {
+    for await (const c of source) {
+      const b = Buffer.isBuffer(c) ? c : Buffer.from(c);
+      read += b.length;
+      sourceHash.update(b);
+      yield b;
+    }
+  })();
+  const head = await counted.next();
+  const first = head.done ? Buffer.alloc(0) : head.value;
+  const rest = (async function* () { if (first.length) yield first; yield* counted; })();
+  const gzipped = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+  let plain: AsyncIterable<Buffer>;
+  if (gzipped) {
+    const gunzip = createGunzip();
+    // Errors reach the reader through the async iterator; this keeps a late one (after
+    // the reader stopped) from becoming an unhandled 'error' event.
+    gunzip.on("error", () => undefined);
+    const feed = (async () => {
+      try {
+        for await (const b of rest) if (!gunzip.write(b)) await once(gunzip, "drain");
+        gunzip.end();
+      } catch (err) { gunzip.destroy(err as Error); }
+    })();
+    feed.catch(() => undefined);
+    plain = (async function* () {
+      try {
+        for await (const b of gunzip) { sourceDiff.update(b as Buffer); yield b as Buffer; }
+      } catch (err) {
+        throw new ConvertError("gzip", `${label}: the source blob is not valid gzip (${(err as Error).message})`, label, { cause: err });
+      }
+      await feed;
+    })();
+  } else {
+    plain = (async function* () { for await (const b of rest) { sourceDiff.update(b); yield b; } })();
+  }
+
+  const reader = new ByteReader(plain);
+  const tar = new TarReader(reader, label);
+  const entries: TocEntry[] = [];
+  // Name -> indices of its entries in `entries` (a regular file's chunks included).
+  const byName = new Map<string, Pending>();
+  let count = 0;
+
+  const addRegular = async (header: TarHeader, raw: Buffer, payload: () => Promise<Buffer | undefined>, xattrsOf: TocEntry["xattrs"]) => {
+    await members.write(raw);
+    const ent = baseEntry(header, xattrsOf);
+    const indices: number[] = [];
+    const fileHash = createHash("sha256");
+    let written = 0;
+    let current: TocEntry = ent;
+    let carry: Buffer | undefined;
+    while (written < header.size) {
+      const remain = header.size - written;
+      const thisChunk = Math.min(chunkSize, remain);
+      if (remain >= chunkSize) current.chunkSize = chunkSize;
+      await members.close();
+      current.offset = members.compressedOffset;
+      if (written > 0) current.chunkOffset = written;
+      const chunkHash = createHash("sha256");
+      let got = 0;
+      while (got < thisChunk) {
+        let b = carry ?? (await payload());
+        carry = undefined;
+        if (!b) throw new ConvertError("tar-truncated", `${label}: entry ${JSON.stringify(header.name)} ends early`, header.name);
+        if (b.length > thisChunk - got) { carry = b.subarray(thisChunk - got); b = b.subarray(0, thisChunk - got); }
+        chunkHash.update(b);
+        fileHash.update(b);
+        await members.write(b);
+        got += b.length;
+      }
+      current.chunkDigest = hexOf(chunkHash);
+      // Fields in Go's order: chunkSize and chunkDigest after chunkOffset.
+      indices.push(entries.push(reorder(current)) - 1);
+      written += thisChunk;
+      current = { name: header.name, type: "chunk" };
+    }
+    ent.digest = hexOf(fileHash);
+    if (indices.length === 0) indices.push(entries.push(reorder(ent)) - 1);
+    else entries[indices[0]!] = reorder(ent);
+    return indices;
+  };
+
+  // The landmark first: no prioritised files.
+  const landmark = ustarHeader(NO_PREFETCH_LANDMARK, 1);
+  const landmarkHeader: TarHeader = { name: NO_PREFETCH_LANDMARK, type: "reg", mode: 0, uid: 0, gid: 0, uname: "", gname: "", size: 1, mtime: 0, linkname: "", devmajor: 0, devminor: 0, pax: {}, xattrs: {} };
+  let landmarkSent = false;
+  await addRegular(landmarkHeader, landmark, async () => { if (landmarkSent) return undefined; landmarkSent = true; return Buffer.from([LANDMARK_CONTENTS]); }, undefined);
+  await members.write(Buffer.alloc(511));
+
+  for (;;) {
+    const e = await tar.next();
+    if (!e) break;
+    const h = e.header;
+    const clean = cleanEntryName(h.name);
+    if (clean === TOC_NAME || clean === NO_PREFETCH_LANDMARK || clean === PREFETCH_LANDMARK) {
+      // A layer made eStargz before: its TOC and landmark are rebuilt, not copied.
+      while (await tar.readPayload(1 << 20)) { /* drop */ }
+      await tar.readPadding(e.payloadSize);
+      continue;
+    }
+    count++;
+    const xattrs = Object.keys(h.xattrs).length ? Object.fromEntries(Object.keys(h.xattrs).sort().map((k) => [k, h.xattrs[k]!.toString("base64")])) : undefined;
+    let indices: number[];
+    if (h.type === "reg") {
+      indices = await addRegular(h, e.raw, () => tar.readPayload(1 << 20), xattrs);
+      await members.write(await tar.readPadding(h.size));
+    } else {
+      await members.write(e.raw);
+      const ent = baseEntry(h, xattrs);
+      indices = [entries.push(reorder(ent)) - 1];
+    }
+    // A name seen before: extraction keeps the last one, so the TOC does too.
+    const prev = byName.get(clean);
+    if (prev) for (const i of prev.indices) entries[i] = undefined as unknown as TocEntry;
+    byName.set(clean, { indices });
+  }
+  await reader.drain();
+  await members.close();
+
+  const final = entries.filter((x) => x !== undefined);
+  fillNames(final);
+  const json = tocJson(final);
+  const tocOffset = members.compressedOffset;
+  await members.write(ustarHeader(TOC_NAME, json.length));
+  await members.write(json);
+  await members.write(Buffer.alloc((512 - (json.length % 512)) % 512 + 1024));
+  await members.close();
+  await out.write(footer(tocOffset));
+
+  return {
+    digest: hexOf(out.hash), size: out.n,
+    diffID: hexOf(members.diff), uncompressedSize: members.uncompressed,
+    tocDigest: sha256(json),
+    sourceDigest: hexOf(sourceHash), sourceSize: read, sourceDiffID: hexOf(sourceDiff),
+    entries: count,
+  };
+}
+
+/** userName/groupName are written only when they change for that id (Go's nameIfChanged). */
+function fillNames(entries: TocEntry[]): void {
+  const users = new Map<number, string>();
+  const groups = new Map<number, string>();
+  for (const e of entries) {
+    if (e.type === "chunk") continue;
+    const u = e.userName;
+    if (u) { if (users.get(e.uid ?? 0) === u) delete e.userName; else users.set(e.uid ?? 0, u); }
+    const g = e.groupName;
+    if (g) { if (groups.get(e.gid ?? 0) === g) delete e.groupName; else groups.set(e.gid ?? 0, g); }
+  }
+}
+
+function baseEntry(h: TarHeader, xattrs: TocEntry["xattrs"]): TocEntry {
+  const e: TocEntry = { name: h.name, type: h.type };
+  if (h.type === "reg" && h.size) e.size = h.size;
+  const mt = modtime(h.mtime);
+  if (mt) e.modtime = mt;
+  if ((h.type === "symlink" || h.type === "hardlink") && h.linkname) e.linkName = h.linkname;
+  if (h.mode) e.mode = h.mode;
+  if (h.uid) e.uid = h.uid;
+  if (h.gid) e.gid = h.gid;
+  if (h.uname) e.userName = h.uname;
+  if (h.gname) e.groupName = h.gname;
+  if (h.devmajor) e.devMajor = h.devmajor;
+  if (h.devminor) e.devMinor = h.devminor;
+  if (xattrs) e.xattrs = xattrs;
+  return e;
+}
+
+const ORDER: ReadonlyArray<keyof TocEntry> = ["name", "type", "size", "modtime", "linkName", "mode", "uid", "gid", "userName", "groupName", "offset", "innerOffset", "devMajor", "devMinor", "xattrs", "digest", "chunkOffset", "chunkSize", "chunkDigest"];
+
+/** A copy with keys in Go's field order and zero values omitted (omitempty). */
+function reorder(e: TocEntry): TocEntry {
+  const out: Record<string, unknown> = {};
+  for (const k of ORDER) {
+    const v = e[k];
+    if (v === undefined || v === 0 || v === "") continue;
+    out[k] = v;
+  }
+  return out as unknown as TocEntry;
+}
