@@ -334,7 +334,7 @@ function interpret(res: RawAnswer): LookupResult {
     const mt = res.contentType ?? "";
     if (OCI_MEDIA_TYPES.has(mt)) return { kind: "exists", mediaType: mt, ...(res.digest && DIGEST_SYNTAX.test(res.digest) ? { digest: res.digest } : {}) };
     // Only media types apparate knows are named: the header is the registry's text.
-    return { kind: "absent", reason: `exists but is not an OCI image (${DOCKER_TYPES.get(mt) ?? (mt ? "another media type" : "no media type")}); seed 001 requires OCI` };
+    return { kind: "absent", reason: `exists but is not an OCI image (${DOCKER_TYPES.get(mt) ?? (mt ? "another media type" : "no media type")}); only OCI images are accelerated` };
   }
   if (res.status === 404) return { kind: "absent", reason: "does not exist" };
   if (res.status === 401) return { kind: "unknown", reason: "unauthorized: credentials rejected" };
