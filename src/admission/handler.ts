@@ -99,6 +99,7 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
     const p = plan(input, facts, config, analysis);
     const patch = toPatch(pod, p);
     for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
+    if (p.imageCache) metrics.imageCacheMatches.inc({ result: p.imageCache.result });
     const result = p.skipped ? "skipped" : patch.length > 0 ? "patched" : "unchanged";
     metrics.reviews.inc({ result });
     // At info, the reviews that left something undone (with the reasons the user sees
