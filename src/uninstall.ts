@@ -20,14 +20,18 @@ export function isPodReady(pod: V1Pod): boolean {
   return (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
 }
 
-function notReadyNames(nodes: readonly V1Node[]): Set<string> {
-  return new Set(nodes.filter((n) => !isNodeReady(n)).map((n) => n.metadata?.name ?? ""));
+/** Whether a pod's node can run or stop it: a NotReady node, or one the API no longer knows, cannot. */
+function unreachable(nodes: readonly V1Node[]): { has(name: string): boolean } {
+  const ready = new Set(nodes.filter(isNodeReady).map((n) => n.metadata?.name ?? ""));
+  // An unbound pod (no nodeName yet) is waiting for the scheduler, not lost.
+  return { has: (name) => name !== "" && !ready.has(name) };
 }
 
 /** The agent's pods are gone from every Ready node (a NotReady node's kubelet cannot stop its pod). */
 export function agentStopped(pods: readonly V1Pod[], nodes: readonly V1Node[]): Progress {
-  const notReady = notReadyNames(nodes);
-  const remaining = pods.filter((p) => !notReady.has(p.spec?.nodeName ?? ""));
+  const notReady = unreachable(nodes);
+  // Unbound agent pods run nowhere; the controller deletes them.
+  const remaining = pods.filter((p) => p.spec?.nodeName && !notReady.has(p.spec.nodeName));
   const skipped = [...new Set(pods.map((p) => p.spec?.nodeName ?? "").filter((n) => notReady.has(n)))].sort();
   const done = remaining.length === 0;
   const line = done
@@ -51,7 +55,7 @@ export function nodesRestored(ds: V1DaemonSet, pods: readonly V1Pod[], nodes: re
   }
   // The controller places a pod on a NotReady node too (and counts it in desired), but
   // no kubelet will run it: those nodes are skipped.
-  const notReady = notReadyNames(nodes);
+  const notReady = unreachable(nodes);
   const skipped = [...new Set(pods.filter((p) => !isPodReady(p) && notReady.has(p.spec?.nodeName ?? "")).map((p) => p.spec!.nodeName!))].sort();
   const ready = pods.filter((p) => isPodReady(p) && !notReady.has(p.spec?.nodeName ?? "")).length;
   const want = Math.max(0, desired - skipped.length);

@@ -7,6 +7,7 @@ import { CONFIG_ENV, CONFIG_OPTION } from "./config.js";
 import { explain, explainSpec } from "./explain.js";
 import { report, reportSpec } from "./report.js";
 import { convertCommand, convertSpec } from "../convert/command.js";
+import { converterSpec } from "../converter/spec.js";
 
 export interface Command {
   spec: CommandSpec;
@@ -90,6 +91,7 @@ export const COMMANDS: readonly Command[] = [
   { spec: checkImageSpec, run: checkImage },
   { spec: reportSpec, run: report },
   { spec: convertSpec, run: convertCommand },
+  { spec: converterSpec, run: async (argv) => (await import("../converter/command.js")).converterMain(argv) },
   { spec: nodeAgentSpec, run: async (argv) => (await import("../nodeagent/main.js")).nodeAgentMain([...argv]) },
   { spec: cleanupSpec, internal: true, run: async (argv) => (await import("../ops.js")).cleanup([...argv]) },
   { spec: selftestSpec, internal: true, run: async (argv) => (await import("../ops.js")).selftest([...argv]) },

@@ -9,7 +9,7 @@ export const configSchema = {
   additionalProperties: false,
   properties: {
     namespaces: {
-      description: "Namespaces whose pods are handled; a list or the seed's comma string \"default,sa1,sa2\".",
+      description: "Namespaces whose pods are handled; a list or the comma string \"default,sa1,sa2\".",
       anyOf: [
         { type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 63 } },
         { type: "string", pattern: "^\\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\s*,\\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\s*$" },
@@ -31,7 +31,7 @@ export const configSchema = {
           type: "array", items: { type: "string", minLength: 1 }, default: [],
         },
         rules: {
-          description: "Optional rules (seed 000): registry namespace, repository regex, tag regex. No rule = every repository.",
+          description: "Optional rules: registry namespace, repository regex, tag regex. No rule = every repository.",
           type: "array", default: [],
           items: {
             type: "object", additionalProperties: false,
@@ -60,7 +60,7 @@ export const configSchema = {
       type: "object", additionalProperties: false, default: {},
       properties: {
         registries: {
-          description: "Registry host rewrite in the pod, e.g. quay.io: quay.tencentcloudcr.com (seed 004).",
+          description: "Registry host rewrite in the pod, e.g. quay.io: quay.tencentcloudcr.com.",
           type: "object", additionalProperties: { type: "string", minLength: 1 }, default: {},
         },
       },
@@ -80,6 +80,7 @@ export const configSchema = {
         caFile: { type: "string" },
         dockerConfigFile: { description: "Docker config JSON with credentials (the chart's imagePullSecretsCrs).", type: "string" },
         usePodPullSecrets: { type: "boolean", default: true },
+        pullSecretNamespaces: { description: "With usePodPullSecrets: read pull secrets only in these namespaces (one informer each, so a namespaced Role suffices); empty reads them cluster-wide.", type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 63 }, default: [] },
       },
     },
     imageCache: {

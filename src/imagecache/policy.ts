@@ -12,7 +12,7 @@ export interface ImageCacheSpec {
   /** ms since epoch */
   created: number;
   images: readonly string[];
-  /** GiB; the seed's default is 20. */
+  /** GiB; TKE's default is 20. */
   size: number;
   /** 0 = never expires */
   retentionDays: number;

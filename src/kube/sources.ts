@@ -52,9 +52,15 @@ export async function startKubeSources(config: Config, logger: Logger, metrics: 
 
   // Parsed keyrings are memoised per secret resourceVersion.
   const parsed = new Map<string, { rv: string | undefined; keyring: Keyring | undefined }>();
+  // Cluster-wide, or (registry.pullSecretNamespaces) one informer per namespace, so that a
+  // namespaced Role in each is all the webhook needs.
+  const scopes: Array<string | undefined> = config.registry.pullSecretNamespaces.length > 0 ? [...config.registry.pullSecretNamespaces] : [undefined];
   const secretInformers = config.registry.usePodPullSecrets
-    ? SECRET_TYPES.map((type) => startInformer<V1Secret>(kc, `secrets(${type})`, "/api/v1/secrets",
-      () => core.listSecretForAllNamespaces({ fieldSelector: `type=${type}` }), logger, { fieldSelector: `type=${type}` }))
+    ? SECRET_TYPES.flatMap((type) => scopes.map((namespace) => namespace
+      ? startInformer<V1Secret>(kc, `secrets(${type}, ${namespace})`, `/api/v1/namespaces/${namespace}/secrets`,
+        () => core.listNamespacedSecret({ namespace, fieldSelector: `type=${type}` }), logger, { fieldSelector: `type=${type}` })
+      : startInformer<V1Secret>(kc, `secrets(${type})`, "/api/v1/secrets",
+        () => core.listSecretForAllNamespaces({ fieldSelector: `type=${type}` }), logger, { fieldSelector: `type=${type}` })))
     : [];
   informers.push(...(secretInformers as never[]));
 

@@ -46,3 +46,18 @@ export function conversionDecision(ref: ImageReference, config: Config): Convers
   if (!m.matched) return { convert: false, reason: m.reason };
   return { convert: true, rule: m.rule, target: { domain: ref.domain, path: ref.path, tag: tag + suffix } };
 }
+
+/**
+ * Could any tag of this repository be converted? The rules without their tag regex:
+ * a rescan lists the tags only of repositories that pass.
+ */
+export function repositoryMayMatch(domain: string, path: string, config: Config): boolean {
+  const acc = config.acceleration;
+  if (!acc.enabled) return false;
+  if (!acc.anyRegistry && !acc.registries.has(domain)) return false;
+  if (acc.rules.length === 0) return true;
+  const slash = path.indexOf("/");
+  const ns = slash < 0 ? "" : path.slice(0, slash);
+  const repo = slash < 0 ? path : path.slice(slash + 1);
+  return acc.rules.some((r) => (r.registry === undefined || r.registry === domain) && (r.namespace === undefined || r.namespace === ns) && (!r.repository || r.repository.test(repo)));
+}

@@ -239,7 +239,7 @@ function interpret(res: RawAnswer): LookupResult {
   if (res.status === 200) {
     const mt = res.contentType ?? "";
     if (OCI_MEDIA_TYPES.has(mt)) return { kind: "exists", mediaType: mt, ...(res.digest ? { digest: res.digest } : {}) };
-    return { kind: "absent", reason: `exists but is not an OCI image (${mt || "no media type"}); seed 001 requires OCI` };
+    return { kind: "absent", reason: `exists but is not an OCI image (${mt || "no media type"}); only OCI images are accelerated` };
   }
   if (res.status === 404) return { kind: "absent", reason: "does not exist" };
   if (res.status === 401) return { kind: "unknown", reason: "unauthorized: credentials rejected" };

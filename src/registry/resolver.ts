@@ -36,7 +36,10 @@ export class TagResolver implements TagLookup {
   private readonly breakers = new Map<string, CircuitBreaker>();
 
   constructor(private readonly client: RegistryClient, private readonly opts: ResolverOptions) {
-    this.cache = new LRUCache({ max: opts.maxEntries, ttlAutopurge: false, allowStale: false });
+    // ttlResolution 0: read the clock on each TTL check. The default (1 ms) caches the
+    // clock behind a 1 ms setTimeout, armed again on nearly every review under load
+    // (10.7 µs per review at 3,000/s, measured: issue 19).
+    this.cache = new LRUCache({ max: opts.maxEntries, ttlAutopurge: false, ttlResolution: 0, allowStale: false });
   }
 
   get cacheSize(): number { return this.cache.size; }

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { Pool } from "undici";
 
-interface Args { url: string; ca: string; body: string; mode: "throughput" | "rate"; seconds: number; concurrency: number; rate: number }
+interface Args { url: string; ca: string; body: string; mode: "throughput" | "rate"; seconds: number; concurrency: number; rate: number; warmupSeconds?: number; gate?: boolean }
 const args = JSON.parse(process.argv[2]!) as Args;
 const body = readFileSync(args.body, "utf8");
 const u = new URL(args.url);
@@ -23,10 +23,14 @@ function pct(sorted: number[], p: number): number {
 }
 
 async function main() {
-  // Warm-up: connections, JIT, caches.
-  const warmEnd = Date.now() + 1000;
+  // Warm-up: connections, JIT, caches (0 when the caller runs its own warm-up round).
+  const warmEnd = Date.now() + (args.warmupSeconds ?? 1) * 1000;
   let warmupRequests = 0;
-  while (Date.now() < warmEnd) { await Promise.all(Array.from({ length: args.concurrency }, one)); warmupRequests += args.concurrency; }
+  do { await Promise.all(Array.from({ length: args.concurrency }, one)); warmupRequests += args.concurrency; } while (Date.now() < warmEnd);
+  if (args.gate) {
+    // Connections are open: the driver reads the server's CPU time now, then says go.
+    await new Promise<void>((go) => { process.once("message", () => go()); process.send!({ warm: warmupRequests }); });
+  }
   const lat: number[] = [];
   let errors = 0;
   const end = Date.now() + args.seconds * 1000;
@@ -53,5 +57,6 @@ async function main() {
     process.stdout.write(JSON.stringify({ requests: lat.length, warmupRequests, errors, achievedRps: achieved, p50: pct(lat, 50), p90: pct(lat, 90), p99: pct(lat, 99), max: lat[lat.length - 1] }));
   }
   await pool.close();
+  if (args.gate) process.disconnect();
 }
 void main();

@@ -9,6 +9,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { evaluate as celEvaluate } from "@marcbachmann/cel-js";
 import { compileConfig } from "../../src/config/config.js";
 import { loadNodeAgentConfig } from "../../src/nodeagent/main.js";
 import { strictCheck, validateObject, type K8sObject } from "../support/k8s-schema.js";
@@ -51,7 +52,8 @@ const VALUE_SETS: Record<string, string[]> = {
   "harbor example (cert-manager, preferred placement, ServiceMonitor)": ["-f", "deploy/examples/values-harbor.yaml"],
   "bring-your-own secret, no node agent, ephemeral containers": ["--set", "webhook.tls.mode=secret", "--set", "webhook.tls.secretName=my-tls", "--set", "nodeAgent.enabled=false", "--set", "acceleration.ephemeralContainers=true"],
   "release namespace listed, kube-system listed": ["--set-json", `namespaces=["default","kube-system","${NS}"]`],
-  "pod pull secrets on, namespace created": ["--set", "registry.usePodPullSecrets=true", "--set", "namespace.create=true"],
+  "pod pull secrets in the listed namespaces, namespace created": ["--set", "registry.usePodPullSecrets=true", "--set-json", 'namespaces=["default","shop"]', "--set", "namespace.create=true"],
+  "pod pull secrets cluster-wide": ["--set", "registry.usePodPullSecrets=true", "--set", "registry.podPullSecretsScope=cluster"],
 };
 
 const ofKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
@@ -121,8 +123,9 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
         }
       });
 
-      it("RBAC has no wildcards, and Secrets are readable only by name unless registry.usePodPullSecrets asks for more", () => {
+      it("RBAC has no wildcards, and Secrets are readable only by name unless registry.usePodPullSecrets asks for more (then in the listed namespaces, or cluster-wide only with podPullSecretsScope=cluster)", () => {
         const podSecrets = args.includes("registry.usePodPullSecrets=true");
+        const clusterScope = args.includes("registry.podPullSecretsScope=cluster");
         for (const r of [...ofKind(objs, "ClusterRole"), ...ofKind(objs, "Role")]) {
           for (const rule of r.rules) {
             for (const field of ["apiGroups", "resources", "verbs", "resourceNames"]) {
@@ -130,12 +133,21 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
             }
             if (!rule.resources.includes("secrets")) continue;
             const unnamedReads = rule.verbs.filter((v: string) => ["get", "list", "watch"].includes(v));
-            if (r.kind === "ClusterRole" && podSecrets) continue;
+            if (r.kind === "ClusterRole" && podSecrets && clusterScope) continue;
+            if (r.kind === "Role" && r.metadata.name === "rel-apparate-pull-secrets" && podSecrets && !clusterScope) {
+              expect(["default", "shop"]).toContain(r.metadata.namespace);
+              expect(rule.verbs).toEqual(["list", "watch"]);
+              continue;
+            }
             if (unnamedReads.length > 0) expect(rule.resourceNames, `${r.kind} ${r.metadata.name} reads Secrets ${unnamedReads} by any name`).toBeDefined();
           }
         }
         const clusterSecretRead = ofKind(objs, "ClusterRole").some((r) => r.rules.some((rule: any) => rule.resources.includes("secrets")));
-        expect(clusterSecretRead).toBe(podSecrets);
+        expect(clusterSecretRead).toBe(podSecrets && clusterScope);
+        const [cm] = ofKind(objs, "ConfigMap").filter((c) => c.data?.["config.yaml"]);
+        const cfg = compileConfig(parseYaml(cm!.data["config.yaml"]));
+        expect([...cfg.registry.pullSecretNamespaces]).toEqual(podSecrets && !clusterScope ? ["default", "shop"] : []);
+        expect(ofKind(objs, "Role").filter((r) => r.metadata.name === "rel-apparate-pull-secrets").map((r) => r.metadata.namespace)).toEqual(podSecrets && !clusterScope ? ["default", "shop"] : []);
       });
 
       it("the webhook runs restricted, spread, with a PDB only when it has more than one replica", () => {
@@ -378,6 +390,30 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(ns!.metadata.name).toBe(NS);
   });
 
+  it("the own-node policy, evaluated by a CEL implementation: the agent may relabel its own node only, never another, never without the node-name claim, never the spec", () => {
+    const [vap] = ofKind(render(), "ValidatingAdmissionPolicy");
+    const agent = "system:serviceaccount:apparate-system:rel-apparate-node";
+    const node = (name: string, spec: Record<string, unknown> = { podCIDR: "10.244.1.0/24" }) => ({ metadata: { name, labels: { "cloud.tencent.com/apparate": "true" } }, spec });
+    const req = (username: string, claim: string[] | undefined, target: string, newSpec?: Record<string, unknown>) => ({
+      request: { userInfo: { username, extra: claim ? { "authentication.kubernetes.io/node-name": claim } : {} } },
+      object: node(target, newSpec), oldObject: node(target),
+    });
+    const applies = (ctx: object) => vap!.spec.matchConditions.every((c: any) => celEvaluate(c.expression, ctx) === true);
+    const allowed = (ctx: object) => vap!.spec.validations.every((v: any) => celEvaluate(v.expression, ctx) === true);
+    const cases: Array<[string, object, boolean, boolean]> = [
+      ["the agent labels its own node", req(agent, ["node-1"], "node-1"), true, true],
+      ["the node-cleanup pod unlabels its own node", req("system:serviceaccount:apparate-system:rel-apparate-cleanup", ["node-2"], "node-2"), true, true],
+      ["the agent patches another node", req(agent, ["node-1"], "node-2"), true, false],
+      ["a token without the node-name claim", req(agent, undefined, "node-1"), true, false],
+      ["the agent changes its node's spec", req(agent, ["node-1"], "node-1", { podCIDR: "10.244.1.0/24", unschedulable: true }), true, false],
+      ["another user (the policy does not apply)", req("system:node:node-1", ["node-1"], "node-2"), false, false],
+    ];
+    for (const [name, ctx, shouldApply, shouldAllow] of cases) {
+      expect(applies(ctx), `${name}: applies`).toBe(shouldApply);
+      if (shouldApply) expect(allowed(ctx), `${name}: allowed`).toBe(shouldAllow);
+    }
+  });
+
   it("the node DaemonSet is privileged only with the reason written next to it, runs on opted-in nodes, and mounts named host directories, never /", () => {
     const objs = render();
     const ds = ofKind(objs, "DaemonSet").find((d) => d.metadata.name.endsWith("-node"))!;
@@ -387,7 +423,11 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     const before = tpl.slice(0, tpl.indexOf("privileged: true"));
     expect(before.slice(before.lastIndexOf("securityContext:"))).toMatch(/# privileged: .*containerd[\s\S]*FUSE/);
     const paths = ds.spec.template.spec.volumes.filter((v: any) => v.hostPath).map((v: any) => v.hostPath.path);
-    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/run/apparate-stargz", "/usr/local/bin"]);
+    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/proc", "/run/apparate-stargz", "/run/containerd", "/usr/local/bin"]);
+    expect(ds.spec.template.spec.containers[0].volumeMounts.find((m: any) => m.mountPath === "/host/proc").readOnly).toBe(true);
+    const k3s = ofKind(render(["--set", "nodeAgent.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "--set-json", 'nodeAgent.extraHostPaths=["/opt/containerd-conf"]']), "DaemonSet").find((d) => d.metadata.name.endsWith("-node"))!;
+    expect(k3s.spec.template.spec.volumes.map((v: any) => v.hostPath?.path)).toEqual(expect.arrayContaining(["/var/lib/rancher/k3s/agent/etc/containerd", "/opt/containerd-conf"]));
+    expect(renderError(["--set-json", 'nodeAgent.extraHostPaths=["/"]'])).toMatch(/extraHostPaths/);
     const mounts = ds.spec.template.spec.containers[0].volumeMounts.filter((m: any) => m.name.startsWith("host-")).map((m: any) => m.mountPath);
     expect(mounts.sort()).toEqual(paths.map((p: string) => `/host${p}`).sort());
     expect(readFileSync(`${CHART}/values.yaml`, "utf8")).not.toContain("snapshotterVersion");
@@ -413,6 +453,16 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout.length).toBeGreaterThan(0);
     rmSync(dir, { recursive: true });
+  });
+
+  it("upgrades from earlier releases: the workloads' selectors (immutable) are the ones they had", () => {
+    const objs = render();
+    const sel = (kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!.spec.selector.matchLabels;
+    expect(sel("Deployment", "rel-apparate")).toEqual({ "app.kubernetes.io/name": "apparate", "app.kubernetes.io/instance": "rel", "app.kubernetes.io/component": "webhook" });
+    expect(sel("DaemonSet", "rel-apparate-node")).toEqual({ "app.kubernetes.io/name": "apparate", "app.kubernetes.io/instance": "rel", "app.kubernetes.io/component": "node-agent" });
+    // commonLabels and podLabels never reach a selector.
+    const labelled = render(["-f", `${FIX}/values-conventions.yaml`, "--set", "nameOverride="]);
+    expect(labelled.find((o) => o.kind === "Deployment")!.spec.selector.matchLabels).toEqual(sel("Deployment", "rel-apparate"));
   });
 
   it("a typo in values fails with the key named", () => {

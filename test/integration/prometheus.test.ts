@@ -145,11 +145,13 @@ describe.skipIf(!available)("dashboard and alerts against a real Prometheus", ()
     const replay = (name: string, node: string, annotations: Record<string, string>, labels: Record<string, string>, messages: string[]) => {
       const p = startedPod({ name: `${name}-${n}`, uid: `uid-${name}-${n}`, nodeName: node, t0: new Date(t0).toISOString(), annotations, labels });
       api.put("pods", p as never);
-      messages.forEach((message, i) => api.put("events", {
-        metadata: { name: `${name}-${n}.${i}`, namespace: "default" },
-        involvedObject: { kind: "Pod", namespace: "default", name: `${name}-${n}`, uid: `uid-${name}-${n}`, fieldPath: `spec.containers{c${i}}` },
-        reason: "Pulled", message, type: "Normal", source: { component: "kubelet", host: node },
-      }));
+      for (const [i, message] of messages.entries()) {
+        api.put("events", {
+          metadata: { name: `${name}-${n}.${i}`, namespace: "default" },
+          involvedObject: { kind: "Pod", namespace: "default", name: `${name}-${n}`, uid: `uid-${name}-${n}`, fieldPath: `spec.containers{c${i}}` },
+          reason: "Pulled", message, type: "Normal", source: { component: "kubelet", host: node },
+        });
+      }
     };
     replay("lazy", "n1", { "apparate.io/actions": "accelerated=1" }, {}, [`Successfully pulled image "${reg.host}/team/app:1-apparate" in 612ms (700ms including waiting). Image size: 52000000 bytes.`]);
     replay("plain", "n2", {}, {}, [`Successfully pulled image "${reg.host}/team/other:1" in 14.2s (15s including waiting). Image size: 812000000 bytes.`]);

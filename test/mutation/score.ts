@@ -9,7 +9,10 @@ interface Report { files: Record<string, { source: string; mutants: Mutant[] }> 
 interface Equivalent { file: string; line: string; mutator: string; replacement: string; reason: string }
 
 const MIN_SCORE = 90;
-const report = JSON.parse(readFileSync(process.argv[2] ?? ".tmp/mutation/mutation.json", "utf8")) as Report;
+// One report per Stryker run (test/mutation/run.ts makes one per group); files merged.
+const paths = process.argv.length > 2 ? process.argv.slice(2) : [".tmp/mutation/mutation.json"];
+const report: Report = { files: {} };
+for (const p of paths) Object.assign(report.files, (JSON.parse(readFileSync(p, "utf8")) as Report).files);
 const equivalents = JSON.parse(readFileSync(new URL("./equivalent.json", import.meta.url), "utf8")) as Equivalent[];
 const used = new Set<Equivalent>();
 let failed = false;

@@ -16,6 +16,10 @@ export interface RegistryOptions {
   htpasswd?: { user: string; password: string };
   token?: TokenAuth;
   storageDir?: string;
+  /** notifications.endpoints: the registry POSTs its events here (distribution's in-memory queue). */
+  notify?: { url: string; headers?: Record<string, string> };
+  /** A fixed port (to restart a registry on the same address). */
+  port?: number;
 }
 
 export interface RunningRegistry {
@@ -25,10 +29,16 @@ export interface RunningRegistry {
   stop(): Promise<void>;
 }
 
+function notifications(n: NonNullable<RegistryOptions["notify"]>): string {
+  const headers = Object.entries(n.headers ?? {}).map(([k, v]) => `        ${k}: [${JSON.stringify(v)}]\n`).join("");
+  // A short timeout and backoff: tests see delivery within a second of the push.
+  return `notifications:\n  endpoints:\n    - name: apparate\n      url: ${n.url}\n      timeout: 2s\n      threshold: 3\n      backoff: 200ms\n${headers ? `      headers:\n${headers}` : ""}`;
+}
+
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RunningRegistry> {
   const dir = mkdtempSync(join(tmpdir(), "apparate-registry-"));
   const storageDir = opts.storageDir ?? join(dir, "storage");
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   let auth = "";
   if (opts.htpasswd) {
     const line = execFileSync("htpasswd", ["-Bbn", opts.htpasswd.user, opts.htpasswd.password]).toString().trim();
@@ -50,7 +60,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: apparate-test-secret
-${auth}`;
+${auth}${opts.notify ? notifications(opts.notify) : ""}`;
   writeFileSync(join(dir, "config.yml"), cfg);
   const child: ChildProcess = spawn(REGISTRY_BIN, ["serve", join(dir, "config.yml")], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

@@ -18,12 +18,15 @@ const SECTIONS = ["namespaces", "acceleration", "rewrite", "registry", "imageCac
 const NOT_IN_VALUES: Record<string, string> = {
   "registry.caFile": "rendered from registry.caBundle (a PEM in values, mounted as a file)",
   "registry.dockerConfigFile": "rendered from imagePullSecretsCrs (a Secret mounted as a file)",
+  "registry.pullSecretNamespaces": "rendered from `namespaces` when registry.podPullSecretsScope=namespaces",
   "registry.ttlJitter": "an internal tuning knob, the default is always used",
   "admission.maxBodyBytes": "bounded by the API server's own request limit; the default is always used",
 };
 // Chart keys in those sections that are not webhook config keys, with the reason.
 const VALUES_ONLY: Record<string, string> = {
   "registry.caBundle": "becomes registry.caFile",
+  "registry.podPullSecretsScope": "becomes registry.pullSecretNamespaces (the listed namespaces) or [] (cluster-wide)",
+  "imageCache.installCRD": "a chart choice (whether helm installs the ImageCache CRD), nothing the webhook reads",
 };
 
 const CONSTRAINTS = ["type", "enum", "minimum", "maximum", "pattern", "minLength"] as const;

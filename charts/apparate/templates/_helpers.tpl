@@ -77,6 +77,27 @@ imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
 
+{{/* The listed namespaces apparate handles: never kube-system or the release namespace. */}}
+{{- define "apparate.listedNamespaces" -}}
+{{- $never := list "kube-system" .Release.Namespace -}}
+{{- $out := list -}}
+{{- range include "apparate.namespaces" . | fromJsonArray }}{{ if not (has . $never) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Namespaces whose pull secrets the webhook reads (registry.podPullSecretsScope=namespaces), as JSON; [] = cluster-wide or none. */}}
+{{- define "apparate.pullSecretNamespaces" -}}
+{{- if and .Values.registry.usePodPullSecrets (eq .Values.registry.podPullSecretsScope "namespaces") -}}
+{{- $ns := include "apparate.listedNamespaces" . | fromJsonArray -}}
+{{- if not $ns -}}
+{{- fail "registry.podPullSecretsScope=namespaces reads pull secrets in the namespaces listed in `namespaces`, and none is listed: list them, or set registry.podPullSecretsScope=cluster" -}}
+{{- end -}}
+{{- toJson $ns -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
 {{- define "apparate.pullSecretName" -}}
 {{- if .Values.imagePullSecretsCrs.existingSecret -}}{{ .Values.imagePullSecretsCrs.existingSecret }}{{- else -}}{{ printf "%s-crs" (include "apparate.fullname" .) }}{{- end -}}
 {{- end -}}
@@ -111,18 +132,26 @@ The node agent's host directories, each mounted at the same path under /host (th
 agent's APPARATE_HOST_ROOT) instead of the host's whole root:
 - the directory of nodeAgent.containerdConfig: containerd's config (edited, with a backup
   and apparate-state.json beside it);
-- nodeAgent.containerdCertsDir: hosts.toml mirrors (seed 004);
+- nodeAgent.containerdCertsDir: hosts.toml mirrors;
 - /etc/apparate-stargz: the snapshotter's config.toml and registry credentials;
 - /run/apparate-stargz: the snapshotter's socket, which the health check dials;
 - /usr/local/bin: where the snapshotter binary is copied so that systemd can start it
   after this pod is gone;
-- /etc/systemd/system: the snapshotter's unit.
+- /etc/systemd/system: the snapshotter's unit;
+- /run/containerd: containerd's socket, to ask the running containerd (CRI status) which
+  snapshotter and config it really uses;
+- /proc, read-only: the running containerd's command line (its --config) and cgroup (its
+  systemd unit), read under the host root like every other host path;
+- nodeAgent.extraHostPaths: what a node keeps elsewhere (a config.toml that is a symlink
+  to another directory, k3s/rke2's /var/lib/rancher/.../containerd).
 Everything else (systemctl, restarting containerd) runs in the host's namespaces through
 nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 (/var/lib/apparate-stargz) is used by the host service only.
 */}}
 {{- define "apparate.nodeAgentHostPaths" -}}
-{{- $paths := list (dir .Values.nodeAgent.containerdConfig) .Values.nodeAgent.containerdCertsDir "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" -}}
+{{- /* An empty containerdConfig (found on the node at run time) lives in /etc/containerd unless extraHostPaths says otherwise. */ -}}
+{{- $configDir := .Values.nodeAgent.containerdConfig | default "/etc/containerd/config.toml" | dir -}}
+{{- $paths := concat (list $configDir (.Values.nodeAgent.containerdCertsDir | default "/etc/containerd/certs.d") "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc") (.Values.nodeAgent.extraHostPaths | default list) -}}
 {{- $out := list -}}
 {{- range $paths }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
 {{- toJson $out -}}
@@ -130,14 +159,14 @@ nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 
 {{- define "apparate.nodeAgentVolumeMounts" -}}
 {{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
-- {name: host-{{ $i }}, mountPath: /host{{ $p }}{{ if hasPrefix "/run" $p }}, mountPropagation: HostToContainer{{ end }}}
+- {name: host-{{ $i }}, mountPath: /host{{ $p }}{{ if eq $p "/proc" }}, readOnly: true{{ else if hasPrefix "/run" $p }}, mountPropagation: HostToContainer{{ end }}}
 {{- end }}
 {{- end -}}
 
 {{- define "apparate.nodeAgentVolumes" -}}
 {{- range $i, $p := include "apparate.nodeAgentHostPaths" . | fromJsonArray }}
 - name: host-{{ $i }}
-  hostPath: {path: {{ $p }}, type: DirectoryOrCreate}
+  hostPath: {path: {{ $p }}, type: {{ if eq $p "/proc" }}Directory{{ else }}DirectoryOrCreate{{ end }}}
 {{- end }}
 {{- end -}}
 

@@ -1,0 +1,50 @@
+import type { Config } from "../config/config.js";
+import { convertImage, ImageConvertError } from "../convert/image.js";
+import type { RegistryStack } from "../registry/stack.js";
+import { PermanentFailure } from "./queue.js";
+
+// What the converter asks of the conversion engine (src/convert, `apparate convert`):
+// make <tag><suffix> of one source at one digest, idempotently. In job mode the same
+// request becomes a Kubernetes Job running `apparate convert`.
+
+export interface ConversionRequest {
+  registry: string;
+  repository: string;
+  tag: string;
+  /** The source digest the event or the scan saw: the engine converts exactly this. */
+  digest: string;
+  /** The accelerated tag to write (tag + acceleration.tagSuffix). */
+  targetTag: string;
+}
+
+export interface ConversionResult {
+  result: "converted" | "up-to-date";
+  /** The accelerated manifest's digest. */
+  digest?: string;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export type ConvertImage = (req: ConversionRequest, signal: AbortSignal) => Promise<ConversionResult>;
+
+/** Engine errors that another attempt cannot fix: the queue does not retry them. */
+const PERMANENT_CODES: ReadonlySet<string> = new Set(["source-missing", "media-type", "layer-type", "suffix-loop", "no-tag", "tag-too-long", "cross-registry", "manifest-invalid", "invalid-json"]);
+
+/** The in-process engine: src/convert's convertImage with the configured credentials. */
+export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
+  return async (req, signal) => {
+    const source = { domain: req.registry, path: req.repository, tag: req.tag, digest: req.digest };
+    try {
+      const r = await convertImage({
+        client: stack.client, source, target: { domain: req.registry, path: req.repository, tag: req.targetTag },
+        tagSuffix: config.acceleration.tagSuffix,
+        credentials: (ref) => stack.keyring?.lookup(ref.domain, ref.path)[0],
+        signal,
+      });
+      return { result: r.result === "up-to-date" ? "up-to-date" : "converted", ...(r.digest ? { digest: r.digest } : {}), bytesIn: r.bytesIn, bytesOut: r.bytesOut };
+    } catch (err) {
+      if (err instanceof ImageConvertError && PERMANENT_CODES.has(err.code)) throw new PermanentFailure(err.message, { cause: err });
+      throw err;
+    }
+  };
+}

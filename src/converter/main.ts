@@ -1,0 +1,164 @@
+// `apparate converter`: receives registry events, rescans, and converts what the rules
+// select. One HTTP port: POST /events/<source>, GET /conversions, /metrics, /healthz,
+// /readyz. SIGTERM stops taking work and aborts running conversions (the engine
+// writes the accelerated tag last, so an aborted conversion leaves no tag).
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { CoreV1Api, type CoreV1Event, type KubeConfig } from "@kubernetes/client-node";
+import Fastify, { type FastifyInstance } from "fastify";
+import { Registry } from "prom-client";
+import type { Config } from "../config/config.js";
+import { ConfigError } from "../config/config.js";
+import { isAlreadyExists } from "../kube/status.js";
+import type { Logger } from "../observability/logger.js";
+import { Metrics } from "../observability/metrics.js";
+import { createRegistryStack, type RegistryStack } from "../registry/stack.js";
+import { type ConvertImage, engineFor } from "./engine.js";
+import { ConverterMetrics } from "./metrics.js";
+import { RateLimiter } from "./rate-limit.js";
+import { type ReceiverSource, receiverRoutes } from "./receivers.js";
+import { type AuthorizedSend, HttpRegistryReader, type RegistryReader } from "./registry-reader.js";
+import type { ScanTarget } from "./scan.js";
+import { type ConversionRecord, Converter } from "./service.js";
+
+/** Reads each source's secret from its file; a missing or empty one fails start-up naming the source. */
+export function loadSources(config: Config): ReceiverSource[] {
+  return config.converter.sources.map((s, i) => {
+    let secret: string;
+    try { secret = readFileSync(s.secretFile, "utf8").trim(); } catch (err) {
+      throw new ConfigError("config-invalid", `converter.sources.${i} (${s.name}): cannot read secretFile ${s.secretFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, s.secretFile);
+    }
+    if (!secret) throw new ConfigError("config-invalid", `converter.sources.${i} (${s.name}): secretFile ${s.secretFile} is empty`, s.secretFile);
+    return { name: s.name, kind: s.kind, header: s.header.toLowerCase(), secret, ...(s.registry ? { registry: s.registry } : {}) };
+  });
+}
+
+/** The registries a rescan visits: converter.scan, else every allowed registry. */
+export function scanTargets(config: Config): ScanTarget[] {
+  if (config.converter.scan.length > 0) return config.converter.scan.map((s) => ({ registry: s.registry, ...(s.repositories ? { repositories: s.repositories } : {}) }));
+  return [...config.acceleration.registries].filter((r) => r !== "*").map((registry) => ({ registry }));
+}
+
+/** Registry reads with the configured credentials: the client's own auth (tokens, Basic, challenges). */
+function authorizedSend(stack: RegistryStack): AuthorizedSend {
+  return (domain, scope, req, signal) => {
+    const path = /^repository:([^:]+):/.exec(scope)?.[1] ?? "";
+    return stack.client.authorizedRequest(domain, scope, stack.keyring?.lookup(domain, path)[0], req, signal);
+  };
+}
+
+export interface ConverterHandle {
+  app: FastifyInstance;
+  converter: Converter;
+  url: string;
+  /** Runs one rescan of every target now. */
+  rescan(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  config: Config;
+  /** Default: the conversion engine (src/convert) on this process's registry client. */
+  convert?: ConvertImage;
+  logger: Logger;
+  port: number;
+  host: string;
+  /** Overrides for tests: registry endpoints, a reader, the Kubernetes client for Events. */
+  endpoints?: ReadonlyMap<string, string>;
+  reader?: RegistryReader;
+  kube?: { kc: KubeConfig; namespace: string; podName: string };
+  /** Skip the timer (tests call rescan()). Default: scan at start and every rescanIntervalSeconds. */
+  scanOnStart?: boolean;
+}
+
+/** The Warning Event of a failed conversion, on the converter's Pod. Deterministic name: replicas do not repeat it. */
+export function failureEvent(rec: ConversionRecord, namespace: string, podName: string, now = new Date()): CoreV1Event {
+  const id = createHash("sha256").update(`${rec.source}@${rec.digest}`).digest("hex").slice(0, 16);
+  return {
+    metadata: { name: `${podName}.conversion-failed.${id}`, namespace },
+    involvedObject: { apiVersion: "v1", kind: "Pod", name: podName, namespace },
+    reason: "ConversionFailed", type: "Warning",
+    message: `Conversion of ${rec.source} (${rec.digest}) to ${rec.target} failed after ${rec.attempts} attempt(s): ${rec.error ?? "unknown error"}`.slice(0, 1024),
+    source: { component: "apparate-converter" }, reportingComponent: "apparate-converter", reportingInstance: podName,
+    firstTimestamp: now, lastTimestamp: now, count: 1,
+  };
+}
+
+export async function startConverter(o: StartOptions): Promise<ConverterHandle> {
+  const { config, logger } = o;
+  const sources = loadSources(config);
+  const registry = new Registry();
+  const metrics = new Metrics();
+  const stack = createRegistryStack(config, metrics, o.endpoints);
+  let converter: Converter | undefined;
+  const cm = new ConverterMetrics(registry, () => ({ queued: converter?.queue.depth ?? 0, running: converter?.queue.active ?? 0 }));
+  const core = o.kube ? o.kube.kc.makeApiClient(CoreV1Api) : undefined;
+  converter = new Converter({
+    config, convert: o.convert ?? engineFor(stack, config), metrics: cm, logger,
+    onFailure: (rec) => {
+      if (!core || !o.kube) return;
+      const body = failureEvent(rec, o.kube.namespace, o.kube.podName);
+      core.createNamespacedEvent({ namespace: o.kube.namespace, body }).catch((err: unknown) => {
+        if (!isAlreadyExists(err)) logger.warn({ err }, "cannot emit the conversion failure event");
+      });
+    },
+  });
+  const c = converter;
+
+  const limiters = new Map<string, RateLimiter>();
+  const reader = o.reader ?? new HttpRegistryReader({
+    send: authorizedSend(stack),
+    origin: (r) => stack.client.origin(r),
+    beforeRequest: async (r) => {
+      let l = limiters.get(r);
+      if (!l) { l = new RateLimiter(config.converter.scanRequestsPerSecond); limiters.set(r, l); }
+      await l.take();
+    },
+  });
+
+  const app = Fastify({ logger: false, bodyLimit: config.converter.maxBodyBytes, keepAliveTimeout: 75_000, return503OnClosing: true });
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, _req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) logger.error({ err }, "request failed");
+    return reply.code(status).send({ error: err.code ?? "error", message: status === 500 ? "internal error" : err.message });
+  });
+  await app.register(receiverRoutes({
+    sources, maxBodyBytes: config.converter.maxBodyBytes,
+    submit: (p, s) => c.submitPush(p, s.name),
+    onReceived: (source, result) => cm.events.inc({ source, result }),
+  }));
+  app.get("/conversions", async () => c.conversions());
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async () => ({ ready: true }));
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", registry.contentType);
+    return (await registry.metrics()) + (await metrics.registry.metrics());
+  });
+  await app.listen({ port: o.port, host: o.host });
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : o.port;
+
+  const targets = scanTargets(config);
+  let scanning: Promise<void> | undefined;
+  const rescan = () => {
+    scanning ??= c.scanAll(targets, reader).then(() => undefined).finally(() => { scanning = undefined; });
+    return scanning;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  if (o.scanOnStart !== false && targets.length > 0) {
+    void rescan();
+    const every = config.converter.rescanIntervalSeconds;
+    if (every > 0) { timer = setInterval(() => void rescan(), every * 1000); timer.unref(); }
+  }
+  logger.info({ port, sources: sources.map((s) => `${s.name} (${s.kind})`), scan: targets.map((t) => t.registry), mode: config.converter.mode, concurrency: config.converter.concurrency }, "converter listening");
+
+  return {
+    app, converter: c, url: `http://${o.host === "0.0.0.0" ? "127.0.0.1" : o.host}:${port}`, rescan,
+    close: async () => {
+      if (timer) clearInterval(timer);
+      c.stop();
+      await app.close();
+      await stack.destroy();
+    },
+  };
+}

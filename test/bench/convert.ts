@@ -1,0 +1,101 @@
+// Conversion benchmark, side by side in one run on loopback: the same multi-layer image
+// (real files from this machine: Go's toolchain, Go sources, docs, Python's library)
+// converted by `apparate convert` (registry to registry, streaming) and by
+// `ctr-remote images convert --estargz --oci` (pull into containerd, convert, push);
+// wall time, output size and peak RSS of the converting process; then peak RSS of
+// `apparate convert` on a 1 GiB layer. Run alone: node --import tsx test/bench/convert.ts
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TestContainerd } from "../support/containerd.js";
+import { getManifest, pushTestImage } from "../support/oci-images.js";
+import { startRegistry } from "../support/registry.js";
+
+const MiB = 2 ** 20;
+const SOURCE_DIRS = ["usr/lib/go-1.19", "usr/share/gocode", "usr/share/doc", "usr/lib/python3.11"];
+
+/** Runs a command, polling its peak RSS (VmHWM) until it exits. */
+async function measured(cmd: string, args: string[]): Promise<{ seconds: number; peakRssMiB: number; stdout: string }> {
+  const t0 = performance.now();
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", stderr = "";
+  child.stdout.on("data", (d) => { stdout += d; });
+  child.stderr.on("data", (d) => { stderr = (stderr + d).slice(-4000); });
+  let peak = 0;
+  const poll = setInterval(() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch { /* exited */ }
+  }, 100);
+  const code: number = await new Promise((r) => child.on("exit", (c) => r(c ?? 1)));
+  clearInterval(poll);
+  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${code}: ${stderr}`);
+  return { seconds: (performance.now() - t0) / 1000, peakRssMiB: peak, stdout };
+}
+
+const sizeOf = async (url: string, name: string, tag: string) => ((await getManifest(url, name, tag)).json.layers as Array<{ size: number }>).reduce((a, l) => a + l.size, 0);
+
+export interface ConvertBenchResult {
+  image: { layers: number; compressedMiB: number; from: string[] };
+  apparate: { seconds: number; peakRssMiB: number; outputMiB: number };
+  ctrRemote: { seconds: number; convertSeconds: number; pullSeconds: number; pushSeconds: number; peakRssMiB: number; outputMiB: number };
+  sizeDifferencePercent: number;
+  oneGiBLayer: { uncompressedMiB: number; seconds: number; peakRssMiB: number };
+}
+
+export async function convertBench(): Promise<ConvertBenchResult> {
+  if (process.getuid?.() !== 0) throw new Error("needs root (containerd)");
+  const dir = mkdtempSync(join(tmpdir(), "apparate-convert-bench-"));
+  const reg = await startRegistry();
+  const configPath = join(dir, "containerd.toml");
+  writeFileSync(configPath, `version = 2\nroot = "${dir}/ctd/root"\nstate = "${dir}/ctd/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "${dir}/ctd/containerd.sock"\n`);
+  const ctd = new TestContainerd(join(dir, "ctd"), configPath);
+  await ctd.start();
+  // The CLI as users run it: the built one when there is one, else through tsx.
+  const cli = existsSync("dist/cli.js") ? ["dist/cli.js"] : ["--import", "tsx", "src/cli.ts"];
+  try {
+    const dirs = SOURCE_DIRS.filter((d) => existsSync(`/${d}`));
+    const blobs = dirs.map((d) => execFileSync("bash", ["-c", `tar -C / --sort=name -cf - ${d} | gzip -6`], { maxBuffer: 2 ** 31 - 1 }));
+    await pushTestImage(reg.url, "bench/app", "1", [{ layers: blobs.map((blob) => ({ blob })) }]);
+    const compressed = blobs.reduce((a, b) => a + b.length, 0);
+    const src = `${reg.host}/bench/app:1`;
+
+    const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
+    const pull = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "pull", "--plain-http", src]);
+    const conv = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "convert", "--estargz", "--oci", src, `${src}-ctr`]);
+    const push = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "push", "--plain-http", `${src}-ctr`]);
+    const outOurs = await sizeOf(reg.url, "bench/app", "1-apparate");
+    const outTheirs = await sizeOf(reg.url, "bench/app", "1-ctr");
+
+    // 1 GiB layer: text-like files (compressible, as most layers are) and random ones.
+    const big = join(dir, "big");
+    mkdirSync(big);
+    execFileSync("bash", ["-c", `cd ${big} && for i in $(seq 1 12); do head -c $((48*1024*1024)) /dev/urandom > r$i; done && for i in $(seq 1 8); do yes "line $i of a log file that compresses well, with some numbers 0123456789" | head -c $((56*1024*1024)) > t$i; done`]);
+    const bigBlob = execFileSync("bash", ["-c", `tar -C ${big} -cf - . | gzip -1`], { maxBuffer: 2 ** 31 - 1 });
+    rmSync(big, { recursive: true, force: true });
+    await pushTestImage(reg.url, "bench/big", "1", [{ layers: [{ blob: bigBlob }] }]);
+    const oneGiB = await measured(process.execPath, [...cli, "convert", `${reg.host}/bench/big:1`, "--plain-http", "--json"]);
+
+    return {
+      image: { layers: blobs.length, compressedMiB: compressed / MiB, from: dirs.map((d) => `/${d}`) },
+      apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB, outputMiB: outOurs / MiB },
+      ctrRemote: { seconds: pull.seconds + conv.seconds + push.seconds, convertSeconds: conv.seconds, pullSeconds: pull.seconds, pushSeconds: push.seconds, peakRssMiB: conv.peakRssMiB, outputMiB: outTheirs / MiB },
+      sizeDifferencePercent: ((outOurs - outTheirs) / outTheirs) * 100,
+      oneGiBLayer: { uncompressedMiB: 12 * 48 + 8 * 56, seconds: oneGiB.seconds, peakRssMiB: oneGiB.peakRssMiB },
+    };
+  } finally {
+    await ctd.stop();
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await convertBench();
+  console.log(JSON.stringify(r, null, 2));
+  mkdirSync("bench", { recursive: true });
+  writeFileSync("bench/convert-results.json", JSON.stringify({ date: new Date().toISOString(), results: r }, null, 2) + "\n");
+  process.exit(0);
+}
