@@ -26,7 +26,7 @@ export interface ConversionJob extends QueueJob {
   rule: string;
 }
 
-export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded";
+export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded" | "interrupted";
 
 export interface ConversionRecord {
   source: string;
@@ -101,11 +101,12 @@ export class Converter {
     const job: ConversionJob = {
       key: `${source}@${s.digest}`, slot: source, ...s, targetTag: decision.target.tag!, trigger, rule: decision.rule,
     };
+    // Recorded before submitting: the queue may start the job at once.
+    const previous = this.records.get(job.key);
+    this.record(job.key, { source, digest: s.digest, target: formatReference(decision.target), trigger, rule: decision.rule, state: "queued", attempts: 0, queuedAt: new Date().toISOString() });
     const r = this.queue.submit(job);
-    if (r.outcome === "queued") {
-      this.record(job.key, { source, digest: s.digest, target: formatReference(decision.target), trigger, rule: decision.rule, state: "queued", attempts: 0, queuedAt: new Date().toISOString() });
-      return this.count(trigger, { outcome: "queued" });
-    }
+    if (r.outcome === "queued") return this.count(trigger, { outcome: "queued" });
+    if (previous) this.records.set(job.key, previous); else this.records.delete(job.key);
     if (r.outcome === "duplicate") return this.count(trigger, { outcome: "duplicate", reason: r.reason });
     return this.count(trigger, { outcome: "full" });
   }
@@ -148,6 +149,12 @@ export class Converter {
         this.o.logger.warn({ ...log, attempt: e.attempt, retryInMs: e.delayMs, error: errorText(e.error) }, "conversion failed, retrying");
         break;
       case "failed":
+        if (this.abort.signal.aborted) {
+          // Stopped by shutdown, not broken: the next converter's rescan finishes it.
+          if (rec) Object.assign(rec, { state: "interrupted", finishedAt: now });
+          this.o.logger.info(log, "conversion interrupted by shutdown");
+          break;
+        }
         if (rec) Object.assign(rec, { state: "failed", finishedAt: now, error: errorText(e.error) });
         this.o.metrics.conversions.inc({ result: "failed" });
         this.o.logger.error({ ...log, attempts: e.attempt, error: errorText(e.error) }, "conversion failed");
