@@ -1,7 +1,6 @@
 // One AdmissionReview, end to end: validate, gather facts under one deadline,
 // plan (pure), patch. Never denies a pod; on its own trouble it answers "allowed"
 // with no patch (fail open) and says why in a warning.
-import { setMaxListeners } from "node:events";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -62,21 +61,34 @@ export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps:
   const lookups = new Map<string, LookupResult>();
   const missing: Array<{ c: PodAnalysis["candidates"][number]; creds: Credential[] }> = [];
   const credentials = credentialSource(input.pod, input.namespace, deps);
+  const asked = new Set<string>();
   for (const c of analysis.candidates) {
-    if (lookups.has(c.key)) continue;
+    if (lookups.has(c.key) || asked.has(c.key)) continue;
     const creds = credentials(c.accelerated.domain, c.accelerated.path);
     const hit = deps.lookup.peek?.(c.accelerated, creds);
-    if (hit) lookups.set(c.key, hit); else missing.push({ c, creds });
+    if (hit) lookups.set(c.key, hit); else { asked.add(c.key); missing.push({ c, creds }); }
   }
   if (missing.length > 0) {
-    const signal = AbortSignal.timeout(deps.config.admission.deadlineMs);
-    // One listener per lookup: a pod with many containers is not a leak.
-    setMaxListeners(0, signal);
-    await Promise.all(missing.map(async ({ c, creds }) => {
-      const r = await deps.lookup.lookup(c.accelerated, creds, signal);
-      if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
-      lookups.set(c.key, r);
-    }));
+    // A pod may not make apparate do unbounded work: beyond the cap, "unknown" (left unchanged).
+    const cap = deps.config.admission.maxLookupsPerReview;
+    if (missing.length > cap) {
+      const over: LookupResult = { kind: "unknown", reason: `more than ${cap} registry lookups in one pod (admission.maxLookupsPerReview)` };
+      for (let i = cap; i < missing.length; i++) lookups.set(missing[i]!.c.key, over);
+      missing.length = cap;
+    }
+    // One controller and one timer per review; the resolver fans the abort out to its
+    // waiters from a single listener, so each lookup costs O(1) here.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), deps.config.admission.deadlineMs);
+    try {
+      await Promise.all(missing.map(async ({ c, creds }) => {
+        const r = await deps.lookup.lookup(c.accelerated, creds, deadline.signal);
+        if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
+        lookups.set(c.key, r);
+      }));
+    } finally {
+      clearTimeout(timer);
+    }
   }
   return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), now: (deps.now ?? Date.now)() };
 }
