@@ -4,6 +4,7 @@ import { readFileSync, watchFile, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { defaultConfig, loadConfigFile } from "./config/config.js";
 import { ApparateError } from "./errors.js";
+import { PlanMemo } from "./admission/plan-memo.js";
 import { buildAdmissionServer, buildOpsServer, swapCertificate } from "./admission/server.js";
 import type { HandlerDeps } from "./admission/handler.js";
 import { createLogger } from "./observability/logger.js";
@@ -87,7 +88,7 @@ export async function serve(argv: string[]): Promise<number> {
     if (config.observer.enabled) observer = startObserverService(loadKubeConfig(), config, logger, metrics, kube.namespaces.labels);
   }
   const deps: HandlerDeps = {
-    config, lookup: stack.resolver, logger, metrics,
+    config, lookup: stack.resolver, logger, metrics, planMemo: new PlanMemo(),
     ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}),
     ...(kube ? { pullSecrets: kube.pullSecrets, namespaces: kube.namespaces, ...(kube.imageCaches ? { imageCaches: kube.imageCaches } : {}) } : {}),
   };

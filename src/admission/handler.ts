@@ -1,17 +1,17 @@
 // One AdmissionReview, end to end: validate, gather facts under one deadline,
 // plan (pure), patch. Never denies a pod; on its own trouble it answers "allowed"
 // with no patch (fail open) and says why in a warning.
-import { setMaxListeners } from "node:events";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import { toPatch } from "../mutate/patch.js";
-import { analysePod, plan, type Facts, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
+import { encodePatch, toPatch } from "../mutate/patch.js";
+import { analysePod, plan, type Candidate, type Facts, type Plan, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
 import type { PodLike } from "../mutate/pod.js";
 import type { Credential, Keyring } from "../registry/credentials.js";
 import type { TagLookup } from "../registry/resolver.js";
 import type { LookupResult } from "../registry/result.js";
 import type { ImageCacheView } from "../imagecache/policy.js";
+import type { PlanMemo } from "./plan-memo.js";
 import { allowResponse, BadReviewError, isPodRequest, parseReview, podOf, type AdmissionResponseBody } from "./review.js";
 
 /** Pull secrets of a namespace, from an informer cache (never an API call per review). */
@@ -30,7 +30,12 @@ export interface HandlerDeps {
   namespaces?: NamespaceSource;
   imageCaches?: ImageCacheView;
   now?: () => number;
+  /** Answers for pods of one template, planned once (plan-memo.ts); absent: every pod is planned. */
+  planMemo?: PlanMemo<Answer>;
 }
+
+/** What a review is answered with; the plan memo keeps these. */
+export interface Answer { plan: Plan; patch: string | undefined; result: "patched" | "unchanged" | "skipped" }
 
 export interface HandlerResult { status: number; body: AdmissionResponseBody | { error: string; message: string } }
 
@@ -56,27 +61,80 @@ export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps:
   const lookups = new Map<string, LookupResult>();
   const missing: Array<{ c: PodAnalysis["candidates"][number]; creds: Credential[] }> = [];
   const credentials = credentialSource(input.pod, input.namespace, deps);
+  const asked = new Set<string>();
   for (const c of analysis.candidates) {
-    if (lookups.has(c.key)) continue;
+    if (lookups.has(c.key) || asked.has(c.key)) continue;
     const creds = credentials(c.accelerated.domain, c.accelerated.path);
     const hit = deps.lookup.peek?.(c.accelerated, creds);
-    if (hit) lookups.set(c.key, hit); else missing.push({ c, creds });
+    if (hit) lookups.set(c.key, hit); else { asked.add(c.key); missing.push({ c, creds }); }
   }
   if (missing.length > 0) {
-    const signal = AbortSignal.timeout(deps.config.admission.deadlineMs);
-    // One listener per lookup: a pod with many containers is not a leak.
-    setMaxListeners(0, signal);
-    await Promise.all(missing.map(async ({ c, creds }) => {
-      const r = await deps.lookup.lookup(c.accelerated, creds, signal);
-      if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
-      lookups.set(c.key, r);
-    }));
+    // A pod may not make apparate do unbounded work: beyond the cap, "unknown" (left unchanged).
+    const cap = deps.config.admission.maxLookupsPerReview;
+    if (missing.length > cap) {
+      const over: LookupResult = { kind: "unknown", reason: `more than ${cap} registry lookups in one pod (admission.maxLookupsPerReview)` };
+      for (let i = cap; i < missing.length; i++) lookups.set(missing[i]!.c.key, over);
+      missing.length = cap;
+    }
+    // One controller and one timer per review; the resolver fans the abort out to its
+    // waiters from a single listener, so each lookup costs O(1) here.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), deps.config.admission.deadlineMs);
+    try {
+      await Promise.all(missing.map(async ({ c, creds }) => {
+        const r = await deps.lookup.lookup(c.accelerated, creds, deadline.signal);
+        if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
+        lookups.set(c.key, r);
+      }));
+    } finally {
+      clearTimeout(timer);
+    }
   }
   return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), now: (deps.now ?? Date.now)() };
 }
 
+const DAY_MS = 86_400_000;
+
+/**
+ * The answer for a pod: remembered, when a pod of the same template was answered from
+ * facts that all still hold, or planned now. Image-cache facts: the index's version, and
+ * the clock (a cache's retention may end, the age apparate records may pass a day).
+ */
+async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
+  const { config, planMemo: memo } = deps;
+  const view = config.imageCache.enabled ? deps.imageCaches : undefined;
+  // A view that cannot say when it changed is never memoised against.
+  const memoisable = memo !== undefined && (view === undefined || (view.version !== undefined && view.expiresAfter !== undefined));
+  const key = memoisable ? memo.key(input, config) : undefined;
+  const viewVersion = view?.version;
+  const credentials = key !== undefined ? credentialSource(input.pod, input.namespace, deps) : undefined;
+  const peek = (c: Candidate) => deps.lookup.peek?.(c.accelerated, credentials!(c.accelerated.domain, c.accelerated.path));
+  if (key !== undefined) {
+    const known = memo!.reuse(key, (deps.now ?? Date.now)(), viewVersion, peek);
+    if (known) return known;
+  }
+  const analysis = analysePod(input, config);
+  const facts = await gatherFacts(input, analysis, deps);
+  const p = plan(input, facts, config, analysis);
+  const ops = toPatch(input.pod, p);
+  const answer: Answer = { plan: p, patch: encodePatch(ops), result: p.skipped ? "skipped" : ops.length > 0 ? "patched" : "unchanged" };
+  if (key !== undefined) {
+    let validUntil = Number.POSITIVE_INFINITY;
+    if (view && p.imageCache) {
+      validUntil = view.expiresAfter!(facts.now);
+      const used = p.imageCache.imcId !== undefined ? view.byId(p.imageCache.imcId) : undefined;
+      if (used) validUntil = Math.min(validUntil, used.created + (Math.floor((facts.now - used.created) / DAY_MS) + 1) * DAY_MS);
+    }
+    memo!.remember(key, answer, {
+      candidates: analysis.candidates, answers: analysis.candidates.map((c) => facts.lookups.get(c.key)),
+      ...(viewVersion !== undefined ? { imageCacheVersion: viewVersion } : {}), validUntil,
+    }, peek);
+  }
+  return answer;
+}
+
 export async function handleReview(body: unknown, deps: HandlerDeps): Promise<HandlerResult> {
-  const { metrics, logger, config } = deps;
+  const { metrics, logger } = deps;
   const stop = metrics.admissionDuration.startTimer();
   let uid = "";
   try {
@@ -94,12 +152,8 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
       ...(req.subResource ? { subResource: req.subResource } : {}),
       ...(deps.namespaces ? { namespaceLabels: deps.namespaces.labels(namespace) } : {}),
     };
-    const analysis = analysePod(input, config);
-    const facts = await gatherFacts(input, analysis, deps);
-    const p = plan(input, facts, config, analysis);
-    const patch = toPatch(pod, p);
+    const { plan: p, patch, result } = await answerFor(input, deps);
     for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
-    const result = p.skipped ? "skipped" : patch.length > 0 ? "patched" : "unchanged";
     metrics.reviews.inc({ result });
     // At info, the reviews that left something undone (with the reasons the user sees
     // as warnings); routine swaps and no-ops at debug. What was changed is recorded on

@@ -2,7 +2,7 @@
 // shape. Malformed input is a BadReviewError (HTTP 400 with the reason).
 import { Ajv } from "ajv";
 import { ApparateError } from "../errors.js";
-import type { PatchOperation } from "../mutate/patch.js";
+import { encodePatch, type PatchOperation } from "../mutate/patch.js";
 import type { PodLike } from "../mutate/pod.js";
 
 export class BadReviewError extends ApparateError {}
@@ -112,10 +112,12 @@ export interface AdmissionResponseBody {
 const MAX_WARNINGS = 20;
 const MAX_WARNING_LENGTH = 256;
 
-export function allowResponse(uid: string, patch: PatchOperation[] | undefined, warnings: string[], audit?: Record<string, string>): AdmissionResponseBody {
+/** `patch`: the operations, or already encoded (encodePatch). */
+export function allowResponse(uid: string, patch: PatchOperation[] | string | undefined, warnings: string[], audit?: Record<string, string>): AdmissionResponseBody {
   const w = warnings.slice(0, MAX_WARNINGS).map((s) => (s.length > MAX_WARNING_LENGTH ? s.slice(0, MAX_WARNING_LENGTH - 1) + "…" : s));
   const response: AdmissionResponseBody["response"] = { uid, allowed: true };
-  if (patch && patch.length > 0) { response.patchType = "JSONPatch"; response.patch = Buffer.from(JSON.stringify(patch)).toString("base64"); }
+  const encoded = typeof patch === "string" ? patch : patch ? encodePatch(patch) : undefined;
+  if (encoded) { response.patchType = "JSONPatch"; response.patch = encoded; }
   if (w.length > 0) response.warnings = w;
   if (audit && Object.keys(audit).length > 0) response.auditAnnotations = audit;
   return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response };

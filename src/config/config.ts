@@ -5,6 +5,7 @@ import { Ajv } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { ApparateError } from "../errors.js";
 import { isValidDomain, parseReference } from "../image/reference.js";
+import { parseCidr } from "../registry/network.js";
 import { configSchema, type RawConfig } from "./schema.js";
 import { formatSchemaErrors } from "./schema-errors.js";
 
@@ -93,6 +94,18 @@ export function compileConfig(doc: unknown, source = "config"): Config {
     }
     rewrite.set(f, target);
   }
+  const tokenRealms = c.registry.tokenRealms.map((e) => {
+    const h = e.trim().replace(/^https:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
+    if (/^http:\/\//i.test(e.trim()) || !isValidDomain(h)) {
+      throw new ConfigError("config-invalid", `${source}: registry.tokenRealms: ${JSON.stringify(e)} is not a token service host (host[:port], reached over https)`, e);
+    }
+    return h;
+  });
+  for (const e of c.registry.allowPrivateNetworks) {
+    if (!parseCidr(e) && !isValidDomain(e.trim().toLowerCase())) {
+      throw new ConfigError("config-invalid", `${source}: registry.allowPrivateNetworks: ${JSON.stringify(e)} is neither a host[:port] nor an address range (CIDR)`, e);
+    }
+  }
   return Object.freeze({
     ...c,
     namespaces: new Set(nsList),
@@ -100,7 +113,7 @@ export function compileConfig(doc: unknown, source = "config"): Config {
     namespaceLabelValue: labelValue,
     acceleration: { ...c.acceleration, registries, anyRegistry: registries.has("*"), rules },
     rewrite: { registries: rewrite },
-    registry: { ...c.registry, plainHttp: c.registry.plainHttp.map(normaliseRegistryHost) },
+    registry: { ...c.registry, plainHttp: c.registry.plainHttp.map(normaliseRegistryHost), tokenRealms },
   });
 }
 

@@ -80,6 +80,16 @@ export const configSchema = {
         caFile: { type: "string" },
         dockerConfigFile: { description: "Docker config JSON with credentials (the chart's imagePullSecretsCrs).", type: "string" },
         usePodPullSecrets: { type: "boolean", default: true },
+        tokenRealms: {
+          description: "Token services (host[:port], https) that may receive registry credentials besides each registry's own host and auth.docker.io for Docker Hub.",
+          type: "array", items: { type: "string", minLength: 1 }, default: [],
+        },
+        allowPrivateNetworks: {
+          description: "Registry hosts (host[:port]) or address ranges (CIDR) that \"*\" may reach on loopback, link-local or private addresses.",
+          type: "array", items: { type: "string", minLength: 1 }, default: [],
+        },
+        maxConcurrentPerRegistry: { description: "Registry requests in flight per registry; more wait in a queue that never counts as a registry fault.", type: "integer", minimum: 1, maximum: 256, default: 8 },
+        maxRegistryHosts: { description: "Registries whose breaker and token state are kept (least recently used dropped first).", type: "integer", minimum: 1, maximum: 1000000, default: 1000 },
         pullSecretNamespaces: { description: "With usePodPullSecrets: read pull secrets only in these namespaces (one informer each, so a namespaced Role suffices); empty reads them cluster-wide.", type: "array", items: { type: "string", pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 63 }, default: [] },
       },
     },
@@ -113,6 +123,11 @@ export const configSchema = {
       properties: {
         deadlineMs: { type: "integer", minimum: 50, maximum: 9000, default: 2000 },
         maxBodyBytes: { type: "integer", minimum: 1024, default: 3145728 },
+        maxLookupsPerReview: { description: "Registry lookups one review may start; beyond it a container is left unchanged with a warning.", type: "integer", minimum: 1, maximum: 100000, default: 100 },
+        maxConnections: { description: "Open connections the admission server accepts.", type: "integer", minimum: 1, default: 1000 },
+        requestTimeoutMs: { description: "Time to receive one whole request (headers and body).", type: "integer", minimum: 1000, default: 10000 },
+        idleTimeoutMs: { description: "A connection (or TLS handshake) with no traffic this long, before or during a request, is closed.", type: "integer", minimum: 1000, default: 10000 },
+        keepAliveTimeoutMs: { description: "Idle time between requests on a kept-alive connection; above the API server's own idle timeout.", type: "integer", minimum: 1000, default: 75000 },
       },
     },
     converter: converterSchema,

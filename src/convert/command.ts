@@ -9,6 +9,7 @@ import { parseCommandArgs, UsageError, type CommandSpec } from "../cli/command.j
 import { CONFIG_ENV, CONFIG_OPTION, loadCliConfig } from "../cli/config.js";
 import { parseReference, ImageReferenceError, type ImageReference } from "../image/reference.js";
 import { createLogger } from "../observability/logger.js";
+import { DialPolicy } from "../registry/network.js";
 import { RegistryClient } from "../registry/client.js";
 import { Keyring, parseDockerConfig, type Credential, type DockerConfigJson } from "../registry/credentials.js";
 import { DEFAULT_CHUNK_SIZE } from "./estargz.js";
@@ -158,6 +159,8 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
   const client = new RegistryClient({
     requestTimeoutMs: Math.max(config.registry.requestTimeoutMs, 60_000), plainHttp,
     ...(config.registry.caFile ? { caFile: config.registry.caFile } : {}), userAgent: "apparate-convert",
+    // The operator names the images here (not a pod): any address, the configured token realms.
+    dialPolicy: new DialPolicy({ anyAddress: true }), tokenRealms: config.registry.tokenRealms,
   });
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("interrupted"));

@@ -5,6 +5,7 @@ import type { Config } from "../config/config.js";
 import { formatReference } from "../image/reference.js";
 import { conversionDecision } from "../mutate/rules.js";
 import type { Logger } from "../observability/logger.js";
+import type { Claims } from "./claim.js";
 import type { ConvertImage } from "./engine.js";
 import type { PushEvent } from "./events.js";
 import type { ConverterMetrics } from "./metrics.js";
@@ -26,7 +27,7 @@ export interface ConversionJob extends QueueJob {
   rule: string;
 }
 
-export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded";
+export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded" | "interrupted" | "elsewhere";
 
 export interface ConversionRecord {
   source: string;
@@ -51,6 +52,8 @@ export interface ConverterOptions {
   convert: ConvertImage;
   metrics: ConverterMetrics;
   logger: Logger;
+  /** Replicas coordinate through these (Leases); none: this process is alone. */
+  claims?: Claims;
   /** A conversion failed for good: the Kubernetes Event. */
   onFailure?(record: ConversionRecord): void;
   timers?: Timers;
@@ -101,11 +104,12 @@ export class Converter {
     const job: ConversionJob = {
       key: `${source}@${s.digest}`, slot: source, ...s, targetTag: decision.target.tag!, trigger, rule: decision.rule,
     };
+    // Recorded before submitting: the queue may start the job at once.
+    const previous = this.records.get(job.key);
+    this.record(job.key, { source, digest: s.digest, target: formatReference(decision.target), trigger, rule: decision.rule, state: "queued", attempts: 0, queuedAt: new Date().toISOString() });
     const r = this.queue.submit(job);
-    if (r.outcome === "queued") {
-      this.record(job.key, { source, digest: s.digest, target: formatReference(decision.target), trigger, rule: decision.rule, state: "queued", attempts: 0, queuedAt: new Date().toISOString() });
-      return this.count(trigger, { outcome: "queued" });
-    }
+    if (r.outcome === "queued") return this.count(trigger, { outcome: "queued" });
+    if (previous) this.records.set(job.key, previous); else this.records.delete(job.key);
     if (r.outcome === "duplicate") return this.count(trigger, { outcome: "duplicate", reason: r.reason });
     return this.count(trigger, { outcome: "full" });
   }
@@ -116,6 +120,16 @@ export class Converter {
   }
 
   private async run(job: ConversionJob) {
+    const claims = this.o.claims;
+    if (claims && !(await claims.claim(job.key))) return { result: "elsewhere", forget: true };
+    try {
+      return await this.convertClaimed(job);
+    } finally {
+      await claims?.release(job.key).catch((err: unknown) => this.o.logger.warn({ image: job.slot, error: errorText(err) }, "cannot release the conversion lease"));
+    }
+  }
+
+  private async convertClaimed(job: ConversionJob) {
     const r = await this.o.convert(
       { registry: job.registry, repository: job.repository, tag: job.tag, digest: job.digest, targetTag: job.targetTag },
       this.abort.signal,
@@ -136,6 +150,12 @@ export class Converter {
         if (rec) Object.assign(rec, { state: "running", attempts: e.attempt, startedAt: now });
         break;
       case "succeeded": {
+        if (e.outcome.result === "elsewhere") {
+          // Another replica holds this digest's Lease: the work is theirs.
+          if (rec) Object.assign(rec, { state: "elsewhere", finishedAt: now });
+          this.o.metrics.conversions.inc({ result: "elsewhere" });
+          break;
+        }
         const result = e.outcome.result === "up-to-date" ? "up-to-date" : "converted";
         if (rec) Object.assign(rec, { state: result, finishedAt: now, durationMs: e.ms });
         this.o.metrics.conversions.inc({ result: result.replace(/-/g, "_") });
@@ -148,6 +168,12 @@ export class Converter {
         this.o.logger.warn({ ...log, attempt: e.attempt, retryInMs: e.delayMs, error: errorText(e.error) }, "conversion failed, retrying");
         break;
       case "failed":
+        if (this.abort.signal.aborted) {
+          // Stopped by shutdown, not broken: the next converter's rescan finishes it.
+          if (rec) Object.assign(rec, { state: "interrupted", finishedAt: now });
+          this.o.logger.info(log, "conversion interrupted by shutdown");
+          break;
+        }
         if (rec) Object.assign(rec, { state: "failed", finishedAt: now, error: errorText(e.error) });
         this.o.metrics.conversions.inc({ result: "failed" });
         this.o.logger.error({ ...log, attempts: e.attempt, error: errorText(e.error) }, "conversion failed");

@@ -41,6 +41,10 @@ export interface ImageCacheView {
   match(podImages: readonly string[], opts: MatchOptions): MatchResult;
   byId(imcId: string): CacheEntry | undefined;
   readonly size: number;
+  /** Changes whenever the content changes; a view without one is never memoised against. */
+  readonly version?: number;
+  /** The first time after `now` at which a cache's retention ends (Infinity when none will). */
+  expiresAfter?(now: number): number;
 }
 
 const DAY_MS = 86_400_000;
@@ -81,11 +85,29 @@ export class ImageCacheIndex implements ImageCacheView {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly byKey = new Map<string, Set<CacheEntry>>();
   private readonly ids = new Map<string, CacheEntry>();
+  private changes = 0;
+  /** Retention ends, sorted; rebuilt on the first question after a change. */
+  private expiries: { version: number; times: number[] } = { version: 0, times: [] };
 
   get size(): number { return this.entries.size; }
+  get version(): number { return this.changes; }
+
+  expiresAfter(now: number): number {
+    if (this.expiries.version !== this.changes) {
+      const times: number[] = [];
+      for (const e of this.entries.values()) if (e.retentionDays > 0) times.push(e.created + e.retentionDays * DAY_MS);
+      times.sort((a, b) => a - b);
+      this.expiries = { version: this.changes, times };
+    }
+    const t = this.expiries.times;
+    let lo = 0, hi = t.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (t[mid]! <= now) lo = mid + 1; else hi = mid; }
+    return lo < t.length ? t[lo]! : Number.POSITIVE_INFINITY;
+  }
 
   upsert(spec: ImageCacheSpec): CacheEntry {
     this.remove(spec.name);
+    this.changes++;
     const e = toEntry(spec);
     this.entries.set(e.name, e);
     for (const k of e.keys) {
@@ -100,6 +122,7 @@ export class ImageCacheIndex implements ImageCacheView {
   remove(name: string): void {
     const e = this.entries.get(name);
     if (!e) return;
+    this.changes++;
     this.entries.delete(name);
     for (const k of e.keys) {
       const s = this.byKey.get(k);
@@ -111,6 +134,7 @@ export class ImageCacheIndex implements ImageCacheView {
 
   /** Replaces the whole content (an informer's relist). */
   replace(specs: Iterable<ImageCacheSpec>): void {
+    this.changes++;
     this.entries.clear(); this.byKey.clear(); this.ids.clear();
     for (const s of specs) this.upsert(s);
   }

@@ -118,3 +118,12 @@ export function toPatch(pod: PodLike, plan: Plan): PatchOperation[] {
   }
   return ops;
 }
+
+/**
+ * The patch as the AdmissionReview response carries it (base64 of its JSON), or undefined
+ * when there is nothing to change. Encoded once per answer: the plan memo keeps the
+ * encoded bytes, so a pod of a known template costs no serialization at all.
+ */
+export function encodePatch(ops: readonly PatchOperation[]): string | undefined {
+  return ops.length === 0 ? undefined : Buffer.from(JSON.stringify(ops), "utf8").toString("base64");
+}

@@ -272,7 +272,8 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
         outcome = "placement-conflict"; reason = `not accelerated: ${conflict}`; warn = true;
       } else if (!answer || answer.kind === "unknown") {
         outcome = "lookup-unknown"; warn = true;
-        reason = `not accelerated: could not check ${SHORT(a.candidate.key)} in time (${answer?.reason ?? "deadline exceeded"})`;
+        const why = answer?.reason ?? "deadline exceeded";
+        reason = `not accelerated: could not check ${SHORT(a.candidate.key)}${why === "deadline exceeded" ? " in time" : ""} (${why})`;
       } else if (answer.kind === "absent") {
         outcome = "accelerated-absent"; warn = true;
         reason = `not accelerated: ${SHORT(a.candidate.key)} ${answer.reason}`;

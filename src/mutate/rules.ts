@@ -1,9 +1,15 @@
 // Which images are eligible for acceleration: an allow-list of registries, then
-// optional seed-000 rules (registry namespace + repository regex + tag regex).
+// optional rules (registry namespace + repository regex + tag regex).
 import type { Config } from "../config/config.js";
 import { DEFAULT_TAG, type ImageReference, MAX_TAG_LENGTH } from "../image/reference.js";
 
 export type RuleMatch = { matched: true; rule: string } | { matched: false; reason: string };
+
+/** The registry namespace is the first path component (a TCR namespace, a Harbor project). */
+function splitPath(path: string): { ns: string; repo: string } {
+  const slash = path.indexOf("/");
+  return slash < 0 ? { ns: "", repo: path } : { ns: path.slice(0, slash), repo: path.slice(slash + 1) };
+}
 
 export function matchRule(ref: ImageReference, config: Config): RuleMatch {
   const acc = config.acceleration;
@@ -11,10 +17,7 @@ export function matchRule(ref: ImageReference, config: Config): RuleMatch {
     return { matched: false, reason: `registry ${ref.domain} is not in acceleration.registries` };
   }
   if (acc.rules.length === 0) return { matched: true, rule: acc.anyRegistry ? "registry *" : `registry ${ref.domain}` };
-  // The registry namespace is the first path component (a TCR namespace, a Harbor project).
-  const slash = ref.path.indexOf("/");
-  const ns = slash < 0 ? "" : ref.path.slice(0, slash);
-  const repo = slash < 0 ? ref.path : ref.path.slice(slash + 1);
+  const { ns, repo } = splitPath(ref.path);
   const tag = ref.tag ?? DEFAULT_TAG;
   for (const r of acc.rules) {
     if (r.registry !== undefined && r.registry !== ref.domain) continue;
@@ -56,8 +59,6 @@ export function repositoryMayMatch(domain: string, path: string, config: Config)
   if (!acc.enabled) return false;
   if (!acc.anyRegistry && !acc.registries.has(domain)) return false;
   if (acc.rules.length === 0) return true;
-  const slash = path.indexOf("/");
-  const ns = slash < 0 ? "" : path.slice(0, slash);
-  const repo = slash < 0 ? path : path.slice(slash + 1);
+  const { ns, repo } = splitPath(path);
   return acc.rules.some((r) => (r.registry === undefined || r.registry === domain) && (r.namespace === undefined || r.namespace === ns) && (!r.repository || r.repository.test(repo)));
 }

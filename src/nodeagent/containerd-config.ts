@@ -1,104 +1,384 @@
 // containerd's config.toml, edited as TOML (smol-toml), never by text appends. Pure.
-// Version 2 (containerd 1.6/1.7) and version 3 (containerd 2.x) name the CRI
-// sections differently; registry mirrors move from the legacy `registry.mirrors`
-// table into hosts.toml first, because containerd refuses both with config_path.
+//
+// Every schema containerd reads: version 1 (no `version`, short plugin names such as
+// `plugins.cri`, migrated in-process the way containerd 1.x maps a v1 plugin ID to its
+// URI), version 2 (containerd 1.6/1.7) and version 3 (containerd 2.x, CRI split into
+// `io.containerd.cri.v1.images` / `.runtime`). Legacy `registry.mirrors` and
+// `registry.configs.<host>.tls` move into hosts.toml because containerd's CRI refuses to
+// load with either of them next to `config_path`. What apparate changed is returned as
+// an `EditRecord` so that uninstall can give everything back.
 import { parse, stringify } from "smol-toml";
 import { ApparateError } from "../errors.js";
 
 export class ContainerdConfigError extends ApparateError {}
 
-type Table = Record<string, any>;
+// biome-ignore lint/suspicious/noExplicitAny: TOML documents are untyped trees.
+export type Table = Record<string, any>;
 
 export interface EditOptions {
-  /** containerd's major version (1 or 2): decides the config schema. */
+  /** containerd's major version (1 or 2): decides the schema written. */
   containerdMajor: number;
   snapshotterSocket: string;
+  /** Where apparate writes hosts.toml when the config has no config_path of its own. */
   certsDir: string;
   snapshotterName?: string;
+  /** Take over a CRI that already uses another snapshotter (nodeAgent.replaceSnapshotter). */
+  replaceSnapshotter?: boolean;
+}
+
+/** One certs.d/<dir>/hosts.toml apparate derives from legacy settings. */
+export interface HostsEntry {
+  /** Directory name: the registry host, `_default` for the legacy wildcard "*". */
+  dir: string;
+  /** `server` (upstream); absent for `_default`. */
+  server?: string;
+  /** TLS of the upstream itself (legacy configs.<host>.tls). */
+  tls?: HostTls;
+  mirrors: { url: string; tls?: HostTls; rewrite?: Table }[];
+}
+export interface HostTls { ca?: string; client?: string | [string, string]; skip_verify?: boolean }
+
+/** What apparate changed, kept in the state file: uninstall gives it back. */
+export interface EditRecord {
+  /** The file had schema version 1 and was migrated to 2. */
+  migratedFromV1?: boolean;
+  /** Values apparate overwrote (`null`: the key was absent). Paths are in the written schema. */
+  previous: { path: string[]; value: unknown }[];
+  /** Legacy registry tables apparate moved out (path in the written schema -> original table). */
+  moved: { path: string[]; value: Table }[];
 }
 
 export interface EditResult {
   text: string;
   changed: boolean;
-  /** Legacy registry.mirrors entries moved out: host -> endpoints, for hosts.toml. */
-  movedMirrors: Record<string, string[]>;
+  record: EditRecord;
+  /** hosts.toml to write, into `hostsDir` (the first directory of config_path). */
+  hosts: HostsEntry[];
+  hostsDir: string;
+  /** Set when apparate must not take over this node; nothing else in the result applies. */
+  refused?: { reason: string; message: string };
 }
+
+export const DEFAULT_SNAPSHOTTER = "overlayfs";
 
 function table(root: Table, path: string[]): Table {
   let t = root;
   for (const p of path) {
     if (t[p] === undefined) t[p] = {};
-    if (typeof t[p] !== "object" || Array.isArray(t[p])) throw new ContainerdConfigError("config-shape", `${path.join(".")} is not a table`, path);
+    if (typeof t[p] !== "object" || Array.isArray(t[p])) throw new ContainerdConfigError("config-shape", `${path.join(".")} is not a table (at ${p})`, path);
     t = t[p];
   }
   return t;
 }
 
-function get(root: Table, path: string[]): any {
+// biome-ignore lint/suspicious/noExplicitAny: a value anywhere in a TOML tree
+export function get(root: Table, path: string[]): any {
+  // biome-ignore lint/suspicious/noExplicitAny: walks the untyped tree
   let t: any = root;
-  for (const p of path) { if (t === undefined || t === null || typeof t !== "object") return undefined; t = t[p]; }
+  for (const p of path) {
+    if (t === undefined || t === null || typeof t !== "object") return undefined;
+    t = t[p];
+  }
   return t;
 }
 
-export function parseConfig(text: string): Table {
+function del(root: Table, path: string[]): void {
+  const parent = get(root, path.slice(0, -1));
+  if (parent && typeof parent === "object") delete parent[path[path.length - 1]!];
+  // Drop tables left empty by the removal (apparate created them).
+  for (let i = path.length - 1; i > 0; i--) {
+    const t = get(root, path.slice(0, i));
+    if (t && typeof t === "object" && Object.keys(t).length === 0) del1(root, path.slice(0, i));
+    else break;
+  }
+}
+function del1(root: Table, path: string[]): void {
+  const parent = get(root, path.slice(0, -1));
+  if (parent) delete parent[path[path.length - 1]!];
+}
+
+function set(root: Table, path: string[], value: unknown): void {
+  table(root, path.slice(0, -1))[path[path.length - 1]!] = value;
+}
+
+export function parseConfig(text: string, name = "containerd config"): Table {
   try {
     return text.trim() === "" ? {} : (parse(text) as Table);
   } catch (err) {
-    throw new ContainerdConfigError("config-toml", `containerd config is not valid TOML: ${(err as Error).message}`, undefined, { cause: err });
+    throw new ContainerdConfigError("config-toml", `${name} is not valid TOML: ${(err as Error).message}`, undefined, { cause: err });
   }
 }
 
-/** The config schema version a file uses, and the one apparate writes for this containerd. */
+/** The schema version a document uses (containerd: no `version` key means 1). */
+export function versionOf(doc: Table): number {
+  if (doc.version === undefined) return 1;
+  const v = Number(doc.version);
+  if (![1, 2, 3].includes(v)) throw new ContainerdConfigError("config-version", `containerd config version ${JSON.stringify(doc.version)} is not one containerd reads (1, 2 or 3)`, doc.version);
+  return v;
+}
+
+/** The config schema apparate writes for this containerd. */
 export function schemaVersionFor(major: number): number {
   return major >= 2 ? 3 : 2;
 }
 
-function criPaths(version: number) {
-  return version >= 3
-    ? { images: ["plugins", "io.containerd.cri.v1.images"], registry: ["plugins", "io.containerd.cri.v1.images", "registry"] }
-    : { images: ["plugins", "io.containerd.grpc.v1.cri", "containerd"], registry: ["plugins", "io.containerd.grpc.v1.cri", "registry"] };
+// containerd 1.x reads a version-1 file by plugin ID; version 2 by type + ID. The
+// types of the IDs containerd 1.6 registers (`ctr plugins ls` of Debian's 1.6.20).
+const V1_PLUGIN_TYPES: Record<string, string> = {
+  cri: "io.containerd.grpc.v1", linux: "io.containerd.runtime.v1", task: "io.containerd.runtime.v2",
+  opt: "io.containerd.internal.v1", restart: "io.containerd.internal.v1", tracing: "io.containerd.internal.v1",
+  scheduler: "io.containerd.gc.v1", bolt: "io.containerd.metadata.v1", cgroups: "io.containerd.monitor.v1",
+  "diff-service": "io.containerd.service.v1", "tasks-service": "io.containerd.service.v1",
+  "content-service": "io.containerd.service.v1", "snapshots-service": "io.containerd.service.v1",
+  "images-service": "io.containerd.service.v1", "containers-service": "io.containerd.service.v1",
+  "leases-service": "io.containerd.service.v1", "namespaces-service": "io.containerd.service.v1",
+  "introspection-service": "io.containerd.service.v1",
+  aufs: "io.containerd.snapshotter.v1", btrfs: "io.containerd.snapshotter.v1", devmapper: "io.containerd.snapshotter.v1",
+  native: "io.containerd.snapshotter.v1", overlayfs: "io.containerd.snapshotter.v1", zfs: "io.containerd.snapshotter.v1",
+  walking: "io.containerd.differ.v1", otlp: "io.containerd.tracing.processor.v1",
+};
+
+/** v1 plugin ID -> v2 URI, as containerd 1.x resolves it; an unknown ID is a clear error. */
+export function v1PluginUri(id: string): string {
+  if (id.startsWith("io.containerd.")) return id;
+  const type = V1_PLUGIN_TYPES[id];
+  if (!type) throw new ContainerdConfigError("config-v1-plugin", `version-1 config names plugin ${JSON.stringify(id)}, which containerd 1.6 does not register; cannot migrate it`, id);
+  return `${type}.${id}`;
 }
 
-/** Applies apparate's keys. Idempotent: a second call reports no change. */
-export function applyApparate(text: string, o: EditOptions): EditResult {
+/** Migrates a version-1 document to version 2 in place (plugins, disabled/required plugin lists). */
+export function migrateV1(doc: Table): void {
+  const plugins = doc.plugins as Table | undefined;
+  if (plugins) doc.plugins = Object.fromEntries(Object.entries(plugins).map(([k, v]) => [v1PluginUri(k), v]));
+  for (const k of ["disabled_plugins", "required_plugins"]) {
+    if (Array.isArray(doc[k])) doc[k] = doc[k].map((id: string) => v1PluginUri(id));
+  }
+  doc.version = 2;
+}
+
+/** Where CRI keeps the keys apparate sets, per schema. */
+export function criPaths(version: number) {
+  return version >= 3
+    ? { plugin: "io.containerd.cri.v1.images", images: ["plugins", "io.containerd.cri.v1.images"], registry: ["plugins", "io.containerd.cri.v1.images", "registry"] }
+    : { plugin: "io.containerd.grpc.v1.cri", images: ["plugins", "io.containerd.grpc.v1.cri", "containerd"], registry: ["plugins", "io.containerd.grpc.v1.cri", "registry"] };
+}
+
+const upstreamOf = (host: string) => (host === "docker.io" ? "https://registry-1.docker.io" : `https://${host}`);
+export const hostsDirName = (host: string) => (host === "*" ? "_default" : host);
+const endpointHost = (url: string) => url.replace(/^[a-z]+:\/\//, "").replace(/\/.*$/, "");
+
+function tlsOf(t: Table | undefined): HostTls | undefined {
+  if (!t || typeof t !== "object") return undefined;
+  const out: HostTls = {};
+  if (typeof t.ca_file === "string" && t.ca_file !== "") out.ca = t.ca_file;
+  if (typeof t.cert_file === "string" && t.cert_file !== "") out.client = typeof t.key_file === "string" && t.key_file !== "" ? [t.cert_file, t.key_file] : t.cert_file;
+  if (t.insecure_skip_verify === true) out.skip_verify = true;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Legacy registry.mirrors + registry.configs.*.tls -> hosts.toml entries (pure). */
+export function legacyToHosts(mirrors: Table | undefined, configs: Table | undefined): HostsEntry[] {
+  const tlsByHost = new Map<string, HostTls>();
+  for (const [h, c] of Object.entries(configs ?? {})) {
+    const t = tlsOf((c as Table)?.tls);
+    if (t) tlsByHost.set(h, t);
+  }
+  const entries = new Map<string, HostsEntry>();
+  for (const [h, m] of Object.entries(mirrors ?? {})) {
+    const endpoints: string[] = Array.isArray((m as Table)?.endpoint) ? (m as Table).endpoint : [];
+    const rewrite = (m as Table)?.rewrite as Table | undefined;
+    const up = h === "*" ? undefined : upstreamOf(h);
+    const e: HostsEntry = { dir: hostsDirName(h), ...(up ? { server: up } : {}), mirrors: [] };
+    for (const url0 of endpoints) {
+      const url = /^[a-z]+:\/\//.test(url0) ? url0 : `https://${url0}`;
+      // The upstream listed as an endpoint is the server itself, not a mirror.
+      if (up && url.replace(/\/$/, "") === up) continue;
+      const tls = tlsByHost.get(endpointHost(url));
+      e.mirrors.push({ url, ...(tls ? { tls } : {}), ...(rewrite && Object.keys(rewrite).length > 0 ? { rewrite } : {}) });
+    }
+    const own = tlsByHost.get(h);
+    if (own) e.tls = own;
+    entries.set(e.dir, e);
+  }
+  // TLS for a host that is no mirror key: its own hosts.toml (when pulled by that name).
+  for (const [h, tls] of tlsByHost) {
+    const dir = hostsDirName(h);
+    if (!entries.has(dir)) entries.set(dir, { dir, ...(h === "*" ? {} : { server: upstreamOf(h) }), tls, mirrors: [] });
+  }
+  return [...entries.values()];
+}
+
+/** Which CRI snapshotter a document (of the given version) selects. */
+export function criSnapshotter(doc: Table, version: number): string {
+  const v = get(doc, [...criPaths(version).images, "snapshotter"]);
+  return typeof v === "string" && v !== "" ? v : DEFAULT_SNAPSHOTTER;
+}
+
+/** The config_path directories (colon separated, as containerd splits them). */
+export function configPathDirs(doc: Table, version: number): string[] {
+  const v = get(doc, [...criPaths(version).registry, "config_path"]);
+  return typeof v === "string" ? v.split(":").filter((d) => d !== "") : [];
+}
+
+/**
+ * Applies apparate's keys. Idempotent: applying to its own output reports no change and
+ * moves nothing. `effective` is the document after `imports` (see effectiveConfig): it
+ * decides whether the node can be taken over.
+ */
+export function applyApparate(text: string, o: EditOptions, effective?: Table): EditResult {
   const doc = parseConfig(text);
-  const before = stringify(doc);
+  const before = text.trim() === "" ? "" : stringify(doc);
   const want = schemaVersionFor(o.containerdMajor);
-  const have = doc.version === undefined ? 1 : Number(doc.version);
-  if (text.trim() !== "" && have !== want) {
-    throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x needs config version ${want}, the file has version ${have}; migrate it first (containerd config migrate)`, have);
+  let have = text.trim() === "" ? want : versionOf(doc);
+  const record: EditRecord = { previous: [], moved: [] };
+  const name = o.snapshotterName ?? "stargz";
+  const refuse = (reason: string, message: string): EditResult => ({ text, changed: false, record, hosts: [], hostsDir: o.certsDir, refused: { reason, message } });
+
+  if (have === 1 && want === 2) { migrateV1(doc); have = 2; record.migratedFromV1 = true; }
+  if (have !== want) {
+    throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${want}, the file has version ${have}`, have);
   }
   doc.version = want;
-  const name = o.snapshotterName ?? "stargz";
-  table(doc, ["proxy_plugins", name]).type = "snapshot";
-  table(doc, ["proxy_plugins", name]).address = o.snapshotterSocket;
   const p = criPaths(want);
-  const images = table(doc, p.images);
-  images.snapshotter = name;
-  images.disable_snapshot_annotations = false;
-  images.discard_unpacked_layers = false;
-  const registry = table(doc, p.registry);
-  const moved: Record<string, string[]> = {};
-  const legacy = registry.mirrors as Record<string, { endpoint?: string[] }> | undefined;
-  if (legacy && typeof legacy === "object") {
-    for (const [host, m] of Object.entries(legacy)) moved[host] = Array.isArray(m?.endpoint) ? m.endpoint : [];
+
+  // Decide on the effective config (after imports): what containerd will really run.
+  const eff = effective ? structuredClone(effective) : doc;
+  if (effective && versionOf(eff) === 1) migrateV1(eff);
+  const disabled: string[] = Array.isArray(eff.disabled_plugins) ? eff.disabled_plugins : [];
+  const criIds = want >= 3 ? ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"] : ["io.containerd.grpc.v1.cri"];
+  const off = disabled.find((d) => criIds.includes(d));
+  if (off) {
+    return refuse("CriDisabled", `containerd's CRI plugin is disabled (disabled_plugins contains ${JSON.stringify(off)}): the kubelet does not use this containerd, apparate leaves it alone`);
+  }
+  const inUse = criSnapshotter(eff, want);
+  if (inUse !== name && inUse !== DEFAULT_SNAPSHOTTER && !o.replaceSnapshotter) {
+    return refuse("SnapshotterInUse", `CRI already uses the ${JSON.stringify(inUse)} snapshotter; set nodeAgent.replaceSnapshotter=true to replace it with apparate's`);
+  }
+  const proxy = get(eff, ["proxy_plugins", name]) as Table | undefined;
+  if (proxy && proxy.address !== o.snapshotterSocket && !o.replaceSnapshotter) {
+    return refuse("SnapshotterInUse", `proxy_plugins.${name} already points at ${JSON.stringify(proxy.address)}; set nodeAgent.replaceSnapshotter=true to replace it with apparate's`);
+  }
+  if (effective) {
+    // containerd replaces a whole plugin section from an import: an edit of the main file
+    // would not be what containerd runs.
+    const mine = get(doc, ["plugins", p.plugin]);
+    const theirs = get(eff, ["plugins", p.plugin]);
+    if (!sameValue(theirs, mine)) {
+      return refuse("CriSectionImported", `an imported file (imports = ${JSON.stringify(doc.imports)}) sets the CRI section plugins."${p.plugin}", which replaces the main file's; apparate edits only the main config`);
+    }
+  }
+
+  const setTracked = (path: string[], value: unknown) => {
+    const old = get(doc, path);
+    if (sameValue(old, value)) return;
+    record.previous.push({ path, value: old === undefined ? null : old });
+    set(doc, path, value);
+  };
+  setTracked(["proxy_plugins", name], { type: "snapshot", address: o.snapshotterSocket });
+  setTracked([...p.images, "snapshotter"], name);
+  // Lazy snapshotters need the image annotations; discard_unpacked_layers stays the user's.
+  setTracked([...p.images, "disable_snapshot_annotations"], false);
+
+  const registry = get(doc, p.registry) as Table | undefined;
+  const hosts = legacyToHosts(registry?.mirrors, registry?.configs);
+  if (registry?.mirrors !== undefined) {
+    record.moved.push({ path: [...p.registry, "mirrors"], value: registry.mirrors });
     delete registry.mirrors;
   }
-  registry.config_path = o.certsDir;
+  for (const [h, c] of Object.entries((registry?.configs ?? {}) as Table)) {
+    if (c && typeof c === "object" && c.tls !== undefined) {
+      record.moved.push({ path: [...p.registry, "configs", h, "tls"], value: c.tls });
+      delete c.tls;
+      if (Object.keys(c).length === 0) delete registry!.configs[h];
+    }
+  }
+  if (registry?.configs && Object.keys(registry.configs).length === 0) delete registry.configs;
+  // An existing config_path (maybe several directories) stays; apparate uses the first.
+  const dirs = configPathDirs(doc, want);
+  if (dirs.length === 0) setTracked([...p.registry, "config_path"], o.certsDir);
   const text2 = stringify(doc);
-  return { text: text2, changed: text2 !== before || text.trim() === "", movedMirrors: moved };
+  return { text: text2, changed: text2 !== before, record, hosts, hostsDir: dirs[0] ?? o.certsDir };
 }
 
-/** Removes only apparate's keys (used when the live file changed after apparate wrote it). */
-export function removeApparate(text: string, o: EditOptions): string {
+/**
+ * Takes apparate's keys out and gives back what it replaced or moved (used when the
+ * live file changed after apparate wrote it, so the backup cannot simply be restored).
+ * Without a record (state lost), removes only keys that are recognisably apparate's.
+ */
+export function removeApparate(text: string, o: { snapshotterSocket: string; snapshotterName?: string }, record?: EditRecord): string {
   const doc = parseConfig(text);
   const name = o.snapshotterName ?? "stargz";
-  if (doc.proxy_plugins?.[name]) delete doc.proxy_plugins[name];
-  if (doc.proxy_plugins && Object.keys(doc.proxy_plugins).length === 0) delete doc.proxy_plugins;
-  const p = criPaths(Number(doc.version ?? 2));
-  const images = get(doc, p.images);
-  if (images?.snapshotter === name) delete images.snapshotter;
+  const version = versionOf(doc);
+  const p = criPaths(version);
+  if (record) {
+    for (const { path, value } of [...record.previous].reverse()) {
+      const now = get(doc, path);
+      // A value someone changed since apparate wrote it is theirs now.
+      if (!isApparateValue(path, now, name, o.snapshotterSocket)) continue;
+      if (value === null) del(doc, path);
+      else set(doc, path, value);
+    }
+    for (const { path, value } of record.moved) {
+      if (get(doc, path) === undefined) set(doc, path, value);
+    }
+  } else {
+    // Only with apparate's proxy plugin (its socket) present is a "stargz" snapshotter apparate's.
+    if (get(doc, ["proxy_plugins", name, "address"]) === o.snapshotterSocket) {
+      del(doc, ["proxy_plugins", name]);
+      if (get(doc, [...p.images, "snapshotter"]) === name) del(doc, [...p.images, "snapshotter"]);
+    }
+  }
   return stringify(doc);
+}
+
+function isApparateValue(path: string[], v: unknown, name: string, socket: string): boolean {
+  const key = path[path.length - 1];
+  if (path[0] === "proxy_plugins") return (v as Table | undefined)?.address === socket;
+  if (key === "snapshotter") return v === name;
+  if (key === "disable_snapshot_annotations") return v === false;
+  return v !== undefined;
+}
+
+/**
+ * containerd's merge of `imports` (services/server/config): later files override
+ * earlier ones key by key, but a plugin, proxy plugin or stream processor section from
+ * an import replaces the whole section.
+ */
+export function effectiveConfig(main: Table, imports: Table[]): Table {
+  const out = structuredClone(main);
+  const v = versionOf(main);
+  for (const imp0 of imports) {
+    const imp = structuredClone(imp0);
+    if (versionOf(imp) === 1 && v === 2) migrateV1(imp);
+    for (const [k, val] of Object.entries(imp)) {
+      if (k === "version" || k === "imports") continue;
+      if (k === "plugins" || k === "proxy_plugins" || k === "stream_processors") {
+        out[k] = { ...(out[k] ?? {}), ...(val as Table) };
+      } else out[k] = deepMerge(out[k], val);
+    }
+  }
+  return out;
+}
+
+function deepMerge(a: unknown, b: unknown): unknown {
+  if (a && b && typeof a === "object" && typeof b === "object" && !Array.isArray(a) && !Array.isArray(b)) {
+    const o: Table = { ...(a as Table) };
+    for (const [k, v] of Object.entries(b as Table)) o[k] = deepMerge(o[k], v);
+    return o;
+  }
+  if (Array.isArray(a) && Array.isArray(b)) return [...a, ...b];
+  return b;
+}
+
+/** Deep equality of TOML values regardless of key order and prototype (smol-toml's tables have none). */
+export function sameValue(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+function canonical(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (v === null || typeof v !== "object" || v instanceof Date) return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Table)[k])}`).join(",")}}`;
 }
 
 export function readKey(text: string, path: string[]): unknown {

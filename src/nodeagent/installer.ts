@@ -1,144 +1,349 @@
-// The careful part of the node agent (after kata-deploy): back the original
-// containerd config up once, edit it as TOML, check the candidate with
-// `containerd config dump` before it replaces the live file, record a hash of what
-// was written, and on uninstall restore the backup only if the live file is still
-// ours (otherwise remove just apparate's keys).
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+// The careful part of the node agent (after kata-deploy's node installer): back the
+// original containerd config up once, edit it as TOML, prove the candidate with a
+// throw-away containerd before the live file changes, restart containerd when what it
+// *runs* (CRI status) differs from what is wanted, roll back when the live CRI does not
+// come up with the snapshotter, and undo all of it on uninstall. Every step is written
+// to a journal in the state file first, so a crash at any point converges on the next
+// start. Moved legacy mirrors live in the state file, never only in memory.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, isAbsolute, join } from "node:path";
+import { ApparateError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import { applyApparate, removeApparate, type EditOptions } from "./containerd-config.js";
-import { renderHostsToml, renderSnapshotterConfig } from "./hosts.js";
+import {
+  applyApparate, configPathDirs, criSnapshotter, type EditOptions, type EditRecord, effectiveConfig, type HostsEntry,
+  parseConfig, removeApparate, sameValue, schemaVersionFor, type Table, versionOf,
+} from "./containerd-config.js";
+import { type FileMeta, inHost, metaOf, readIf, resolveHostPath, sha256, writeAtomic } from "./files.js";
+import { configuredHosts, mergeHosts, renderHostsEntry, renderSnapshotterConfig } from "./hosts.js";
 import type { ContainerRuntime } from "./runtime.js";
+
+export class InstallError extends ApparateError {}
 
 export interface InstallerOptions {
   /** Where the host's / is mounted ("" when running on the host itself). */
   hostRoot: string;
+  /** The config containerd runs with (host path; a symlink's target is edited). */
   containerdConfig: string;
   certsDir: string;
   snapshotterSocket: string;
   snapshotterConfigDir: string;
   mirrors: Record<string, string[]>;
   plainHttp: string[];
+  /** When the config does not exist yet, the file it starts from (k3s: the rendered config.toml for config.toml.tmpl). */
+  seedFrom?: string;
+  /** State, journal and probe directory on the host. */
+  stateDir?: string;
+  replaceSnapshotter?: boolean;
+  /** Called after each journal step: fault injection (tests, APPARATE_CRASH_AFTER). */
+  afterStep?: (step: string) => void;
+  /** How long the restarted containerd gets to bring CRI up with the snapshotter. */
+  verifyTimeoutMs?: number;
 }
 
-interface State { originalExisted: boolean; writtenSha256: string; hostsDirs: string[] }
+export interface State {
+  version: 2;
+  /** The file apparate edits (host path, symlinks resolved). */
+  target: string;
+  originalExisted: boolean;
+  original?: FileMeta & { sha256: string };
+  writtenSha256?: string;
+  record: EditRecord;
+  hostsDir: string;
+  /** hosts.toml directories apparate created (names under hostsDir). */
+  hostsOwned: string[];
+  /** Legacy registry entries moved out of config.toml: hosts.toml forever after, given back at uninstall. */
+  legacyHosts: HostsEntry[];
+  /** A candidate that failed after the restart (rolled back): not tried again. */
+  failed?: { sha256: string; reason: string };
+  journal: { step: string; at: string }[];
+}
+
+export type ApplyResult =
+  | { status: "installed"; restarted: boolean; changed: boolean }
+  | { status: "refused"; reason: string; message: string };
+
+export interface UninstallResult { restored: boolean; restarted: boolean; notes: string[] }
+
+export const INSTALL_STEPS = ["backup", "hosts", "probe", "write", "restart", "verify"] as const;
+export const UNINSTALL_STEPS = ["config", "restart", "hosts", "cleanup"] as const;
 
 const MARKER = ".apparate";
-const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+const SNAPSHOTTER = "stargz";
 
 export class Installer {
   constructor(private readonly o: InstallerOptions, private readonly runtime: ContainerRuntime, private readonly logger: Logger) {}
 
-  private host(p: string): string { return join(this.o.hostRoot || "/", p); }
-  private get live() { return this.host(this.o.containerdConfig); }
-  private get backup() { return `${this.live}.apparate-backup`; }
-  private get stateFile() { return join(dirname(this.live), "apparate-state.json"); }
+  private h(p: string): string { return inHost(this.o.hostRoot, p); }
+  private get stateDir() { return this.o.stateDir ?? "/var/lib/apparate-node"; }
+  private get stateFile() { return this.h(join(this.stateDir, "state.json")); }
+  /** The file apparate edits: the config's symlink target, as the host resolves it. */
+  get target(): string { return resolveHostPath(this.o.hostRoot, this.o.containerdConfig); }
+  private backupOf(target: string) { return this.h(`${target}.apparate-backup`); }
 
-  private readState(): State | undefined {
-    try { return JSON.parse(readFileSync(this.stateFile, "utf8")) as State; } catch { return undefined; }
+  readState(): State | undefined {
+    const t = readIf(this.stateFile);
+    if (t === undefined) return undefined;
+    try { return JSON.parse(t) as State; } catch (e) {
+      throw new InstallError("state-corrupt", `the node agent's state file ${this.stateFile} is not JSON (${(e as Error).message}); move it away to start over`, this.stateFile);
+    }
   }
 
-  /** Brings the node to the desired state; true when containerd must be restarted. */
-  async apply(): Promise<boolean> {
+  private saveState(s: State): void {
+    mkdirSync(dirname(this.stateFile), { recursive: true, mode: 0o700 });
+    writeAtomic(this.stateFile, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600, uid: 0, gid: 0 });
+  }
+
+  private step(s: State, step: string): void {
+    s.journal.push({ step, at: new Date().toISOString() });
+    if (s.journal.length > 50) s.journal.splice(0, s.journal.length - 50);
+    this.saveState(s);
+    this.o.afterStep?.(step);
+  }
+
+  /** containerd's `imports` (globs, relative to the config's directory), parsed, in order. */
+  private imports(doc: Table, target: string): Table[] {
+    const out: Table[] = [];
+    for (const pat0 of Array.isArray(doc.imports) ? (doc.imports as string[]) : []) {
+      const pat = isAbsolute(pat0) ? pat0 : join(dirname(target), pat0);
+      for (const f of globOne(this.h(dirname(pat)), basename(pat))) out.push(parseConfig(readFileSync(f, "utf8"), f));
+    }
+    return out;
+  }
+
+  /** The live config as containerd runs it (imports merged). */
+  effectiveLive(): Table {
+    const target = this.target;
+    const doc = parseConfig(readIf(this.h(target)) ?? "", target);
+    const imports = this.imports(doc, target);
+    return imports.length > 0 ? effectiveConfig(doc, imports) : doc;
+  }
+
+  private editOptions(major: number): EditOptions {
+    return { containerdMajor: major, snapshotterSocket: this.o.snapshotterSocket, certsDir: this.o.certsDir, snapshotterName: SNAPSHOTTER, ...(this.o.replaceSnapshotter ? { replaceSnapshotter: true } : {}) };
+  }
+
+  /** Brings the node to the desired state; restarts containerd when what it runs differs. */
+  async apply(): Promise<ApplyResult> {
     const major = await this.runtime.majorVersion();
-    const liveExists = existsSync(this.live);
-    const current = liveExists ? readFileSync(this.live, "utf8") : "";
-    const state = this.readState();
+    const target = this.target;
+    const live = this.h(target);
+    let state = this.readState();
+    const current = readIf(live) ?? (this.o.seedFrom ? readIf(this.h(this.o.seedFrom)) ?? "" : "");
     if (!state) {
-      // Back up the original once: later runs must never overwrite it with our own output.
-      if (liveExists && !existsSync(this.backup)) writeFileSync(this.backup, current, { mode: 0o600 });
+      state = { version: 2, target, originalExisted: existsSync(live), record: { previous: [], moved: [] }, hostsDir: this.o.certsDir, hostsOwned: [], legacyHosts: [], journal: [] };
     }
-    const edit: EditOptions = { containerdMajor: major, snapshotterSocket: this.o.snapshotterSocket, certsDir: this.o.certsDir };
-    const r = applyApparate(current, edit);
-    // Legacy mirrors become hosts.toml (containerd refuses registry.mirrors together with config_path).
-    const mirrors: Record<string, string[]> = { ...r.movedMirrors };
-    for (const [h, m] of Object.entries(this.o.mirrors)) mirrors[h] = [...new Set([...(mirrors[h] ?? []), ...m])];
-    const hostsChanged = this.writeHosts(mirrors);
-    this.writeSnapshotterConfig(mirrors);
+    // 1. Back the original up once; a later run never overwrites it with apparate's output.
+    const backup = this.backupOf(target);
+    if (!state.original && state.originalExisted) {
+      if (!existsSync(backup)) writeAtomic(backup, readFileSync(live), { ...metaOf(live)!, mode: 0o600 });
+      const b = readFileSync(backup);
+      state.original = { ...(metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 }), sha256: sha256(b) };
+    }
+    this.step(state, "backup");
 
-    let changed = false;
-    if (r.changed) {
-      mkdirSync(dirname(this.live), { recursive: true });
-      const candidate = `${this.live}.apparate-candidate`;
-      writeFileSync(candidate, r.text, { mode: 0o644 });
-      try {
-        await this.runtime.validate(this.hostPathOnNode(candidate));
-      } catch (err) {
-        // A rejected candidate never replaces the live file.
-        rmSync(candidate, { force: true });
-        throw err;
+    const doc = parseConfig(current, target);
+    const imports = this.imports(doc, target);
+    const effective = imports.length > 0 ? effectiveConfig(doc, imports) : undefined;
+    const edit = applyApparate(current, this.editOptions(major), effective);
+    if (edit.refused) {
+      this.logger.warn({ reason: edit.refused.reason, config: target }, edit.refused.message);
+      return { status: "refused", ...edit.refused };
+    }
+    // 2. Moved legacy entries are saved before the file that held them changes.
+    for (const p of edit.record.previous) if (!state.record.previous.some((x) => same(x.path, p.path))) state.record.previous.push(p);
+    for (const m of edit.record.moved) if (!state.record.moved.some((x) => same(x.path, m.path))) state.record.moved.push(m);
+    if (edit.record.migratedFromV1) state.record.migratedFromV1 = true;
+    state.legacyHosts = mergeHosts(state.legacyHosts, edit.hosts);
+    state.hostsDir = edit.hostsDir;
+    const hosts = mergeHosts(state.legacyHosts, configuredHosts(this.o.mirrors, new Set(this.o.plainHttp)));
+    this.writeHosts(state, hosts);
+    this.writeSnapshotterConfig();
+    this.step(state, "hosts");
+
+    // 3. Prove the candidate before the live file changes.
+    const candidateSha = sha256(edit.text);
+    const mustWrite = edit.changed || (!existsSync(live) && this.o.seedFrom !== undefined);
+    if (mustWrite) {
+      if (state.failed?.sha256 === candidateSha) {
+        throw new InstallError("candidate-failed-before", `this config was tried and rolled back before: ${state.failed.reason}`, target);
       }
-      renameSync(candidate, this.live);
-      changed = true;
-      this.logger.info({ config: this.o.containerdConfig }, "containerd config updated");
+      const cand = parseConfig(edit.text);
+      await this.runtime.probe(imports.length > 0 ? effectiveConfig(cand, imports) : cand);
+      this.step(state, "probe");
+      // 4. The live file: same mode and owner, a symlink stays a symlink (its target is written).
+      state.writtenSha256 = candidateSha;
+      this.saveState(state);
+      writeAtomic(live, edit.text, metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 });
+      this.logger.info({ config: target }, "containerd config updated");
+    } else if (state.writtenSha256 === undefined && current !== "") {
+      state.writtenSha256 = sha256(current);
     }
-    const written = readFileSync(this.live, "utf8");
-    const next: State = { originalExisted: state ? state.originalExisted : liveExists, writtenSha256: sha256(written), hostsDirs: Object.keys(mirrors) };
-    writeFileSync(this.stateFile, JSON.stringify(next, null, 2));
-    // hosts.toml is read per pull: no restart needed for it alone.
-    if (hostsChanged) this.logger.info({ registries: Object.keys(mirrors) }, "registry mirrors written");
-    return changed;
+    this.step(state, "write");
+
+    // 5. Restart when the running CRI is not what the file says (also after a crash here).
+    const wantedPath = configPathDirs(parseConfig(edit.text), schemaVersionFor(major)).join(":");
+    const before = await this.runtime.criStatus();
+    const running = before.loaded && before.snapshotter === SNAPSHOTTER && before.configPath === wantedPath;
+    let restarted = false;
+    if (!running) {
+      this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
+      await this.runtime.restart();
+      restarted = true;
+      this.step(state, "restart");
+      const after = await this.waitCri(wantedPath);
+      if (!after.ok) {
+        await this.rollback(state, live, after.reason, candidateSha);
+      }
+    }
+    this.step(state, "verify");
+    return { status: "installed", restarted, changed: mustWrite };
   }
 
-  /** The candidate's path as containerd (in the host's mount namespace) sees it. */
-  private hostPathOnNode(p: string): string {
-    return this.o.hostRoot ? p.slice(this.o.hostRoot.replace(/\/$/, "").length) || "/" : p;
+  private async waitCri(wantedPath: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const end = Date.now() + (this.o.verifyTimeoutMs ?? 30_000);
+    let reason = "";
+    while (Date.now() < end) {
+      const st = await this.runtime.criStatus();
+      if (st.loaded && st.snapshotter === SNAPSHOTTER && st.configPath === wantedPath) return { ok: true };
+      reason = st.loaded ? `CRI runs with snapshotter ${JSON.stringify(st.snapshotter)} and config_path ${JSON.stringify(st.configPath)}` : st.reason;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return { ok: false, reason };
   }
 
-  private writeHosts(mirrors: Record<string, string[]>): boolean {
-    const plain = new Set(this.o.plainHttp);
-    let changed = false;
-    for (const [h, ms] of Object.entries(mirrors)) {
-      if (ms.length === 0) continue;
-      const dir = join(this.host(this.o.certsDir), h);
+  /** The live CRI did not come up: put the node's own config back, restart, report. */
+  private async rollback(state: State, live: string, reason: string, candidateSha: string): Promise<never> {
+    const backup = this.backupOf(state.target);
+    if (state.originalExisted && existsSync(backup)) writeAtomic(live, readFileSync(backup), metaOf(live) ?? state.original);
+    else if (!state.originalExisted) rmSync(live, { force: true });
+    state.failed = { sha256: candidateSha, reason };
+    state.writtenSha256 = undefined;
+    this.saveState(state);
+    await this.runtime.restart();
+    this.logger.error({ reason }, "containerd did not run CRI with the snapshotter after the restart: original config restored");
+    throw new InstallError("cri-verify-failed", `containerd did not run CRI with the snapshotter after the restart (${reason}); the original config was restored and containerd restarted`, reason);
+  }
+
+  private writeHosts(state: State, hosts: HostsEntry[]): void {
+    const root = this.h(state.hostsDir);
+    const wanted = new Set(hosts.map((e) => e.dir));
+    for (const e of hosts) {
+      const dir = join(root, e.dir);
+      const owned = state.hostsOwned.includes(e.dir);
+      if (existsSync(join(dir, "hosts.toml")) && !owned && !existsSync(join(dir, MARKER))) {
+        // The node's own hosts.toml wins; apparate does not overwrite it.
+        this.logger.warn({ registry: e.dir, dir }, "a hosts.toml apparate did not write exists: left as it is");
+        continue;
+      }
       mkdirSync(dir, { recursive: true });
-      const file = join(dir, "hosts.toml");
-      const text = renderHostsToml(h, ms, plain);
-      if (!existsSync(file) || readFileSync(file, "utf8") !== text) { writeFileSync(file, text); changed = true; }
+      const text = renderHostsEntry(e);
+      if (readIf(join(dir, "hosts.toml")) !== text) writeAtomic(join(dir, "hosts.toml"), text, { mode: 0o644, uid: 0, gid: 0 });
       writeFileSync(join(dir, MARKER), "written by apparate node-agent\n");
+      if (!owned) state.hostsOwned.push(e.dir);
     }
-    // Mirrors removed from the configuration: remove the directories apparate wrote.
-    const root = this.host(this.o.certsDir);
-    if (existsSync(root)) {
-      for (const d of readdirSync(root)) {
-        if (!(d in mirrors) && existsSync(join(root, d, MARKER))) { rmSync(join(root, d), { recursive: true, force: true }); changed = true; }
+    // Mirrors dropped from the configuration: only directories apparate owns, never a moved legacy one.
+    for (const d of [...state.hostsOwned]) {
+      if (!wanted.has(d)) {
+        rmSync(join(root, d), { recursive: true, force: true });
+        state.hostsOwned = state.hostsOwned.filter((x) => x !== d);
       }
     }
-    return changed;
   }
 
-  private writeSnapshotterConfig(mirrors: Record<string, string[]>): void {
-    const dir = this.host(this.o.snapshotterConfigDir);
+  private writeSnapshotterConfig(): void {
+    const dir = this.h(this.o.snapshotterConfigDir);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "config.toml"), renderSnapshotterConfig(mirrors, new Set(this.o.plainHttp)));
+    writeFileSync(join(dir, "config.toml"), renderSnapshotterConfig(this.o.mirrors, new Set(this.o.plainHttp)));
   }
 
-  /** Undoes apply(); true when containerd must be restarted. */
-  async uninstall(): Promise<boolean> {
+  /**
+   * Undoes apply(). Restores the original bytes, mode and owner when the live file is
+   * still what apparate wrote; otherwise takes out only apparate's keys and gives the
+   * moved entries back. A backup is deleted only once it is restored (or equal to the live file).
+   */
+  async uninstall(): Promise<UninstallResult> {
     const state = this.readState();
-    let changed = false;
-    if (existsSync(this.live)) {
-      const live = readFileSync(this.live, "utf8");
-      if (state && sha256(live) === state.writtenSha256) {
-        if (existsSync(this.backup)) { writeFileSync(this.live, readFileSync(this.backup, "utf8")); }
-        else if (!state.originalExisted) rmSync(this.live);
-        this.logger.info("containerd config restored from the backup");
-      } else {
-        // Someone changed the file after us: keep their changes, take out only ours.
-        const major = await this.runtime.majorVersion();
-        writeFileSync(this.live, removeApparate(live, { containerdMajor: major, snapshotterSocket: this.o.snapshotterSocket, certsDir: this.o.certsDir }));
-        this.logger.warn("containerd config changed since apparate wrote it: removed apparate's keys only");
-      }
-      changed = true;
+    const target = state?.target ?? this.target;
+    const live = this.h(target);
+    const backup = this.backupOf(target);
+    const notes: string[] = [];
+    const current = readIf(live);
+    const backupBytes = existsSync(backup) ? readFileSync(backup) : undefined;
+    let restored = false;
+    if (current === undefined) {
+      restored = !state?.originalExisted;
+      if (!restored) notes.push(`${target} is gone; the backup stays at ${target}.apparate-backup`);
+    } else if (state?.original && sha256(current) === state.original.sha256) {
+      restored = true; // already the original (restored before a crash, or never written)
+    } else if (state?.writtenSha256 && sha256(current) === state.writtenSha256) {
+      if (state.originalExisted && backupBytes) writeAtomic(live, backupBytes, state.original ?? metaOf(live));
+      else if (!state.originalExisted) rmSync(live, { force: true });
+      restored = Boolean(backupBytes) || !state.originalExisted;
+      this.logger.info({ config: target }, "containerd config restored from the backup");
+    } else {
+      // Someone changed the file after apparate (or the state is lost): keep their changes.
+      const record = state?.record ?? (backupBytes ? this.recordFromBackup(backupBytes.toString("utf8")) : undefined);
+      const next = removeApparate(current, { snapshotterSocket: this.o.snapshotterSocket, snapshotterName: SNAPSHOTTER }, record);
+      if (!sameValue(parseConfig(next), parseConfig(current))) writeAtomic(live, next, metaOf(live));
+      const now = readFileSync(live, "utf8");
+      restored = backupBytes ? sha256(now) === sha256(backupBytes) : !state && !hasApparateKeys(current, this.o.snapshotterSocket);
+      if (!restored && !backupBytes) notes.push(`${target}: apparate's keys removed; no backup was there to restore`);
+      if (!restored && backupBytes) notes.push(`${target} changed since apparate wrote it: apparate's keys removed, the original kept at ${target}.apparate-backup`);
+      this.logger.warn({ config: target }, "containerd config changed since apparate wrote it: removed apparate's keys only");
     }
-    const root = this.host(this.o.certsDir);
-    if (existsSync(root)) {
-      for (const d of readdirSync(root)) if (existsSync(join(root, d, MARKER))) rmSync(join(root, d), { recursive: true, force: true });
+    if (state) this.step(state, "config");
+
+    const st = await this.runtime.criStatus();
+    let restarted = false;
+    if (!st.loaded || st.snapshotter === SNAPSHOTTER) {
+      await this.runtime.restart();
+      restarted = true;
     }
-    rmSync(join(this.host(this.o.snapshotterConfigDir), "config.toml"), { force: true });
-    rmSync(this.backup, { force: true });
-    rmSync(this.stateFile, { force: true });
-    return changed;
+    if (state) this.step(state, "restart");
+
+    const root = this.h(state?.hostsDir ?? this.o.certsDir);
+    const owned = state?.hostsOwned ?? (existsSync(root) ? readdirSync(root).filter((d) => existsSync(join(root, d, MARKER))) : []);
+    for (const d of owned) {
+      // Only directories still marked as apparate's: a directory someone took over stays.
+      if (existsSync(join(root, d, MARKER))) rmSync(join(root, d), { recursive: true, force: true });
+    }
+    rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
+    if (state) this.step(state, "hosts");
+
+    if (backupBytes && (restored || (current !== undefined && sha256(readFileSync(live)) === sha256(backupBytes)))) rmSync(backup, { force: true });
+    if (state) this.step(state, "cleanup");
+    if (restored || !backupBytes) rmSync(this.stateFile, { force: true });
+    return { restored, restarted, notes };
   }
+
+  /** Without a state file: what apparate would have changed in the original (the backup) is what to give back. */
+  private recordFromBackup(original: string): EditRecord | undefined {
+    try {
+      const v = original.trim() === "" ? 2 : versionOf(parseConfig(original));
+      const r = applyApparate(original, { ...this.editOptions(v >= 3 ? 2 : 1), replaceSnapshotter: true });
+      return r.record;
+    } catch { return undefined; }
+  }
+
+  /** Which snapshotter the file on disk selects (for reports). */
+  fileSnapshotter(major: number): string {
+    const t = readIf(this.h(this.target)) ?? "";
+    const doc = parseConfig(t);
+    return criSnapshotter(doc, t.trim() === "" ? schemaVersionFor(major) : versionOf(doc));
+  }
+}
+
+/** Whether a config text carries apparate's proxy plugin (its socket). */
+function hasApparateKeys(text: string, socket: string): boolean {
+  try { return parseConfig(text).proxy_plugins?.[SNAPSHOTTER]?.address === socket; } catch { return false; }
+}
+
+const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Go's filepath.Glob for one directory level (`*` and `?`), sorted as Go returns it. */
+function globOne(dir: string, pat: string): string[] {
+  if (!/[*?[]/.test(pat)) return existsSync(join(dir, pat)) ? [join(dir, pat)] : [];
+  if (!existsSync(dir)) return [];
+  const re = new RegExp(`^${pat.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
+  return readdirSync(dir).filter((f) => re.test(f)).sort().map((f) => join(dir, f));
 }

@@ -4,20 +4,23 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../observability/logger.js";
 
+export const NODE_CONDITION = "ApparateLazyLoading";
+
 export type GateAction = "add" | "remove" | undefined;
 
 /** Pure: what a health observation means for the label. */
 export class LabelGate {
   private failures = 0;
   constructor(private readonly threshold: number, public labelled = false) {}
-  observe(healthy: boolean): GateAction {
+  /** `immediate`: no grace period (CRI does not use the snapshotter at all). */
+  observe(healthy: boolean, immediate = false): GateAction {
     if (healthy) {
       this.failures = 0;
       if (!this.labelled) { this.labelled = true; return "add"; }
       return undefined;
     }
     this.failures++;
-    if (this.labelled && this.failures >= this.threshold) { this.labelled = false; return "remove"; }
+    if (this.labelled && (immediate || this.failures >= this.threshold)) { this.labelled = false; return "remove"; }
     return undefined;
   }
 }
@@ -31,6 +34,32 @@ export class NodeLabeler {
   async isLabelled(): Promise<boolean> {
     const n = await this.core.readNode({ name: this.node });
     return n.metadata?.labels?.[this.key] === this.value;
+  }
+
+  /**
+   * A Node condition (type ApparateLazyLoading) saying why lazy loading is or is not
+   * there; strategic merge keyed by type, so the kubelet's own conditions stay.
+   */
+  async condition(ok: boolean, reason: string, message: string): Promise<void> {
+    const now = new Date().toISOString();
+    await this.core.patchNodeStatus({
+      name: this.node,
+      body: { status: { conditions: [{ type: NODE_CONDITION, status: ok ? "True" : "False", reason, message, lastHeartbeatTime: now, lastTransitionTime: now }] } },
+    }, setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch));
+  }
+
+  async event(reason: string, message: string, type: "Normal" | "Warning"): Promise<void> {
+    const now = new Date();
+    await this.core.createNamespacedEvent({
+      namespace: "default",
+      body: {
+        metadata: { generateName: `${this.node}.apparate-`, namespace: "default" },
+        involvedObject: { apiVersion: "v1", kind: "Node", name: this.node, uid: this.node },
+        reason, message, type,
+        source: { component: "apparate-node-agent", host: this.node },
+        firstTimestamp: now, lastTimestamp: now, count: 1,
+      },
+    });
   }
 
   async set(on: boolean, reason: string): Promise<void> {

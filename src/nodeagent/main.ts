@@ -12,6 +12,7 @@ import { NodeAgent } from "./agent.js";
 import { checkSnapshotter } from "./health.js";
 import { Installer } from "./installer.js";
 import { NodeLabeler } from "./label.js";
+import { discoverContainerd } from "./node.js";
 import { HostContainerd } from "./runtime.js";
 import { SystemdSnapshotter } from "./service.js";
 
@@ -19,7 +20,14 @@ const schema = {
   type: "object", additionalProperties: false,
   properties: {
     mirrors: { type: "object", additionalProperties: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] }, default: {} },
-    containerdConfig: { type: "string", pattern: "^/", default: "/etc/containerd/config.toml" },
+    // Unset: the config the running containerd was started with (its --config, from the host's /proc).
+    containerdConfig: { type: "string", pattern: "^/" },
+    containerdBinary: { type: "string", default: "containerd" },
+    containerdSocket: { type: "string", pattern: "^/" },
+    restartCommand: { type: "array", items: { type: "string" }, minItems: 1 },
+    replaceSnapshotter: { type: "boolean", default: false },
+    stateDir: { type: "string", pattern: "^/", default: "/var/lib/apparate-node" },
+    readyFile: { type: "string", pattern: "^/", default: "/tmp/apparate-node/ready" },
     certsDir: { type: "string", pattern: "^/", default: "/etc/containerd/certs.d" },
     nodeLabelKey: { type: "string", default: "cloud.tencent.com/apparate" },
     nodeLabelValue: { type: "string", default: "true" },
@@ -63,7 +71,19 @@ export async function nodeAgentMain(argv: string[]): Promise<number> {
     return h.healthy ? 0 : 1;
   }
   const node = process.env.NODE_NAME;
-  const runtime = new HostContainerd({ hostPid: Boolean(hostRoot) });
+  // Know the node: the config, socket and unit of the containerd that runs, unless configured.
+  const facts = discoverContainerd(hostRoot);
+  const containerdConfig = cfg.containerdConfig ?? facts?.config ?? "/etc/containerd/config.toml";
+  const seedFrom = cfg.containerdConfig ? undefined : facts?.seedFrom;
+  const restartCommand = cfg.restartCommand ?? facts?.restartCommand;
+  logger.info({ flavour: facts?.flavour ?? "not found", config: containerdConfig, socket: cfg.containerdSocket ?? facts?.socket, restartCommand }, "containerd on this node");
+  const runtime = new HostContainerd({
+    hostPid: Boolean(hostRoot), hostRoot, binary: cfg.containerdBinary, socket: cfg.containerdSocket ?? facts?.socket ?? "/run/containerd/containerd.sock",
+    ...(restartCommand ? { restartCommand } : {}), probeDir: `${cfg.stateDir}/probe`,
+  });
+  // Fault injection for tests of crash safety: die right after the named journal step.
+  const crashAfter = process.env.APPARATE_CRASH_AFTER;
+  const afterStep = crashAfter ? (step: string) => { if (step === crashAfter) { logger.warn({ step }, "APPARATE_CRASH_AFTER: exiting"); process.kill(process.pid, "SIGKILL"); } } : undefined;
   const dockerConfigDir = cfg.dockerConfigFile ? `${cfg.snapshotterConfigDir}/docker` : undefined;
   if (cfg.dockerConfigFile && existsSync(cfg.dockerConfigFile)) {
     // Credentials for lazy fetches (imagePullSecretsCrs), where the snapshotter's DOCKER_CONFIG points.
@@ -73,8 +93,9 @@ export async function nodeAgentMain(argv: string[]): Promise<number> {
   }
   const agent = new NodeAgent({
     installer: new Installer({
-      hostRoot, containerdConfig: cfg.containerdConfig, certsDir: cfg.certsDir, snapshotterSocket: cfg.snapshotterSocket,
+      hostRoot, containerdConfig, certsDir: cfg.certsDir, snapshotterSocket: cfg.snapshotterSocket,
       snapshotterConfigDir: cfg.snapshotterConfigDir, mirrors: mirrorList(cfg.mirrors), plainHttp: cfg.plainHttp,
+      stateDir: cfg.stateDir, replaceSnapshotter: cfg.replaceSnapshotter, ...(seedFrom ? { seedFrom } : {}), ...(afterStep ? { afterStep } : {}),
     }, runtime, logger),
     runtime,
     service: new SystemdSnapshotter({ hostRoot, sourceBinary: cfg.snapshotterBinary, binary: "/usr/local/bin/apparate-stargz-grpc", socket: cfg.snapshotterSocket, root: cfg.snapshotterRoot, configDir: cfg.snapshotterConfigDir, ...(dockerConfigDir ? { dockerConfigDir } : {}) }, logger),
@@ -82,10 +103,17 @@ export async function nodeAgentMain(argv: string[]): Promise<number> {
     socket: `${hostRoot}${cfg.snapshotterSocket}`,
     checkIntervalMs: cfg.healthCheckSeconds * 1000,
     unhealthyThreshold: cfg.unhealthyThreshold,
+    readyFile: cfg.readyFile,
     logger,
   });
   if (values.uninstall) {
-    await agent.uninstall();
+    // Idempotent: a second run finds nothing of apparate's and succeeds.
+    const r = await agent.uninstall();
+    if (!r.restored) {
+      for (const n of r.notes) process.stderr.write(`apparate node-agent --uninstall: ${n}\n`);
+      logger.error({ notes: r.notes }, "node not fully restored");
+      if (r.notes.length > 0) return 1;
+    }
     logger.info("node restored");
     if (values["then-wait"]) {
       writeFileSync("/tmp/uninstalled", "done\n");
@@ -93,7 +121,12 @@ export async function nodeAgentMain(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  await agent.install();
+  try {
+    await agent.install();
+  } catch (e) {
+    // The node keeps its own config; the agent stays (unlabelled, not ready) and reports why.
+    logger.error({ err: e }, "install failed; the node is not labelled");
+  }
   agent.start();
   await new Promise<void>((resolve) => {
     // SIGTERM stops supervision only: the snapshotter service and its mounts stay.

@@ -1,8 +1,13 @@
-// The node's container runtime as the agent drives it: version, config check,
-// restart. On a node the commands run in the host's namespaces (nsenter -t 1).
+// The node's container runtime as the agent drives it: version, a throw-away probe of
+// a candidate config, restart, and what CRI really runs (CRI status). On a node the
+// commands run in the host's namespaces (nsenter -t 1).
 import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { ApparateError } from "../errors.js";
+import type { Table } from "./containerd-config.js";
+import { type CriStatus, criStatus } from "./cri.js";
+import { probeCri } from "./probe.js";
 
 const run = promisify(execFile);
 
@@ -10,9 +15,11 @@ export class RuntimeError extends ApparateError {}
 
 export interface ContainerRuntime {
   majorVersion(): Promise<number>;
-  /** Fails when containerd would not load this config file. */
-  validate(configPath: string): Promise<void>;
+  /** Starts a throw-away containerd on this (effective) config; fails unless CRI loads. */
+  probe(effective: Table): Promise<void>;
   restart(): Promise<void>;
+  /** What the running containerd's CRI uses (snapshotter, config_path), or why it is not there. */
+  criStatus(): Promise<CriStatus>;
 }
 
 export function parseContainerdVersion(out: string): { major: number; minor: number } {
@@ -22,32 +29,54 @@ export function parseContainerdVersion(out: string): { major: number; minor: num
   return { major: Number(m[1]), minor: Number(m[2]) };
 }
 
+export interface HostContainerdOptions {
+  /** Run commands in PID 1's namespaces (the agent's pod on a node). */
+  hostPid: boolean;
+  /** Where the host's / is mounted in this process ("" on the host). */
+  hostRoot?: string;
+  binary?: string;
+  /** containerd's socket (host path). */
+  socket?: string;
+  restartCommand?: string[];
+  /** A host directory for the probe's root, state and socket. */
+  probeDir?: string;
+  /** Runs the probe's containerd through this prefix instead of nsenter (tests: a private mount namespace). */
+  probeExec?: string[];
+}
+
 /** containerd on a node, through nsenter into PID 1's namespaces when hostPid is set. */
 export class HostContainerd implements ContainerRuntime {
-  constructor(private readonly opts: { hostPid: boolean; binary?: string; restartCommand?: string[] }) {}
+  constructor(private readonly opts: HostContainerdOptions) {}
 
   private cmd(args: string[]): [string, string[]] {
     return this.opts.hostPid ? ["nsenter", ["-t", "1", "-m", "-u", "-i", "-n", "-p", "--", ...args]] : [args[0]!, args.slice(1)];
   }
+  private get binary() { return this.opts.binary ?? "containerd"; }
+  private local(p: string) { return this.opts.hostRoot ? join(this.opts.hostRoot, p) : p; }
 
   async majorVersion(): Promise<number> {
-    const [c, a] = this.cmd([this.opts.binary ?? "containerd", "--version"]);
+    const [c, a] = this.cmd([this.binary, "--version"]);
     const { stdout } = await run(c, a);
     return parseContainerdVersion(stdout).major;
   }
 
-  async validate(configPath: string): Promise<void> {
-    const [c, a] = this.cmd([this.opts.binary ?? "containerd", "--config", configPath, "config", "dump"]);
-    try {
-      await run(c, a, { maxBuffer: 8 << 20 });
-    } catch (err) {
-      const e = err as { stderr?: string; message: string };
-      throw new RuntimeError("containerd-config-invalid", `containerd rejects the candidate config: ${(e.stderr || e.message).trim().slice(0, 500)}`, configPath);
-    }
+  async probe(effective: Table): Promise<void> {
+    const dir = this.opts.probeDir ?? "/var/lib/apparate-node/probe";
+    // Mount namespace only: nsenter then execs containerd itself, so the signal that stops the probe reaches it.
+    await probeCri(effective, { dir: this.local(dir), dirOnHost: dir, exec: this.opts.probeExec ?? (this.opts.hostPid ? ["nsenter", "-t", "1", "-m", "--"] : []), binary: this.binary });
+  }
+
+  criStatus(): Promise<CriStatus> {
+    return criStatus(this.local(this.opts.socket ?? "/run/containerd/containerd.sock"));
   }
 
   async restart(): Promise<void> {
     const [c, a] = this.cmd(this.opts.restartCommand ?? ["systemctl", "restart", "containerd"]);
-    await run(c, a);
+    try {
+      await run(c, a);
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new RuntimeError("containerd-restart", `restarting containerd (${(this.opts.restartCommand ?? ["systemctl", "restart", "containerd"]).join(" ")}) failed: ${(e.stderr || e.message).trim().slice(0, 300)}`, this.opts.restartCommand);
+    }
   }
 }

@@ -2,16 +2,18 @@
 // FUSE mounts outlive a restart of the DaemonSet pod; for tests and local runs the
 // agent supervises it as a child process.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "../observability/logger.js";
 
 const run = promisify(execFile);
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 export interface SnapshotterService {
-  /** Installs (idempotently) and makes sure it runs. */
-  ensureRunning(): Promise<void>;
+  /** Installs (idempotently) and makes sure it runs; `updated` when a new binary or unit was put in place. */
+  ensureRunning(): Promise<{ updated: boolean } | undefined>;
   remove(): Promise<void>;
 }
 
@@ -44,17 +46,38 @@ export class SystemdSnapshotter implements SnapshotterService {
   private host(p: string) { return join(this.o.hostRoot || "/", p); }
   private systemctl(...args: string[]) { return run("nsenter", ["-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "systemctl", ...args]); }
 
-  async ensureRunning(): Promise<void> {
+  /**
+   * Installs binary and unit only when their content differs (by hash), and restarts the
+   * service when either changed: `enable --now` alone leaves an old binary running after
+   * an upgrade.
+   */
+  async ensureRunning(): Promise<{ updated: boolean }> {
     const bin = this.host(this.o.binary);
-    mkdirSync(dirname(bin), { recursive: true });
-    copyFileSync(this.o.sourceBinary, `${bin}.new`);
-    chmodSync(`${bin}.new`, 0o755);
-    rmSync(bin, { force: true });
-    copyFileSync(`${bin}.new`, bin);
-    rmSync(`${bin}.new`, { force: true });
-    writeFileSync(this.host(`/etc/systemd/system/${UNIT_NAME}`), renderUnit(this.o));
-    await this.systemctl("daemon-reload");
-    await this.systemctl("enable", "--now", UNIT_NAME);
+    const unitFile = this.host(`/etc/systemd/system/${UNIT_NAME}`);
+    const want = readFileSync(this.o.sourceBinary);
+    const unit = renderUnit(this.o);
+    const binChanged = !existsSync(bin) || sha256(readFileSync(bin)) !== sha256(want);
+    const unitChanged = !existsSync(unitFile) || readFileSync(unitFile, "utf8") !== unit;
+    if (binChanged) {
+      mkdirSync(dirname(bin), { recursive: true });
+      // A new inode by rename: the running binary is never written in place ("text file busy").
+      writeFileSync(`${bin}.new`, want, { mode: 0o755 });
+      chmodSync(`${bin}.new`, 0o755);
+      renameSync(`${bin}.new`, bin);
+    }
+    if (unitChanged) {
+      mkdirSync(dirname(unitFile), { recursive: true });
+      writeFileSync(unitFile, unit);
+      await this.systemctl("daemon-reload");
+    }
+    if (binChanged || unitChanged) {
+      this.logger.info({ binary: binChanged, unit: unitChanged }, "snapshotter service updated: restarting it");
+      await this.systemctl("enable", UNIT_NAME);
+      await this.systemctl("restart", UNIT_NAME);
+    } else {
+      await this.systemctl("enable", "--now", UNIT_NAME);
+    }
+    return { updated: binChanged || unitChanged };
   }
 
   async remove(): Promise<void> {
@@ -71,8 +94,16 @@ export class ProcessSnapshotter implements SnapshotterService {
   private stopping = false;
   constructor(private readonly o: { binary: string; args: string[]; socket: string; root?: string }, private readonly logger: Logger) {}
 
-  async ensureRunning(): Promise<void> {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return;
+  private startedSha?: string;
+
+  async ensureRunning(): Promise<{ updated: boolean } | undefined> {
+    const sha = sha256(readFileSync(this.o.binary));
+    const alive = this.child && this.child.exitCode === null && this.child.signalCode === null;
+    // An upgraded binary replaces the running one, as the systemd service is restarted.
+    if (alive && sha === this.startedSha) return { updated: false };
+    const updated = alive || (this.startedSha !== undefined && sha !== this.startedSha);
+    if (alive) await this.stopChild();
+    this.startedSha = sha;
     this.stopping = false;
     mkdirSync(dirname(this.o.socket), { recursive: true });
     // A killed process leaves its socket behind: wait for the new one, not the stale one.
@@ -86,12 +117,20 @@ export class ProcessSnapshotter implements SnapshotterService {
     });
     this.child = child;
     for (let i = 0; i < 200 && !existsSync(this.o.socket); i++) await new Promise((r) => setTimeout(r, 50));
+    return { updated };
   }
+
+  get pid(): number | undefined { return this.child?.exitCode === null ? this.child.pid : undefined; }
 
   /** Kills it without removal, as a crash would. */
   kill(): void { this.child?.kill("SIGKILL"); }
 
   async remove(): Promise<void> {
+    await this.stopChild();
+    rmSync(this.o.socket, { force: true });
+  }
+
+  private async stopChild(): Promise<void> {
     this.stopping = true;
     const c = this.child;
     if (c && c.exitCode === null) {
@@ -100,7 +139,6 @@ export class ProcessSnapshotter implements SnapshotterService {
       await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
       if (c.exitCode === null) c.kill("SIGKILL");
     }
-    rmSync(this.o.socket, { force: true });
   }
 }
 

@@ -18,6 +18,9 @@ export class CircuitBreaker {
     return false;
   }
 
+  /** A trial request that was never sent: the next request may try. */
+  releaseTrial(): void { this.trialInFlight = false; }
+
   success(): void { this.failures = 0; this.trialInFlight = false; this.state = "closed"; }
 
   failure(): void {

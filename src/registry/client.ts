@@ -2,15 +2,22 @@
 // HEAD with the manifest Accept list, GET when a registry answers HEAD wrongly,
 // anonymous / Basic / Bearer-token auth, keep-alive pools per registry (undici Agent),
 // HTTPS_PROXY / NO_PROXY, a custom CA and plain-HTTP registries.
+// Registries are not trusted: credentials go only to approved token realms (realm.ts),
+// connections only to allowed addresses (network.ts), and nothing a server sent is
+// copied into a reason (reasons end up in pods' warnings).
 import { readFileSync } from "node:fs";
-import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
+import { Agent, buildConnector, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
+import { LRUCache } from "lru-cache";
 import { ApparateError } from "../errors.js";
 import type { ImageReference } from "../image/reference.js";
 import type { Metrics } from "../observability/metrics.js";
 import { parseChallenges, type Challenge } from "./challenge.js";
 import type { Credential } from "./credentials.js";
 import { credentialFingerprint } from "./credentials.js";
-import { MANIFEST_ACCEPT, OCI_MEDIA_TYPES, type LookupResult } from "./result.js";
+import { HostLimiter } from "./limiter.js";
+import { AddressRefusedError, DialPolicy } from "./network.js";
+import { decideRealm } from "./realm.js";
+import { DOCKER_LIST, DOCKER_MANIFEST, MANIFEST_ACCEPT, OCI_MEDIA_TYPES, type LookupResult } from "./result.js";
 
 export interface RegistryClientOptions {
   requestTimeoutMs: number;
@@ -20,10 +27,32 @@ export interface RegistryClientOptions {
   endpoints?: ReadonlyMap<string, string>;
   metrics?: Metrics;
   userAgent?: string;
+  /** registry.tokenRealms: hosts besides each registry's own that may receive its credentials. */
+  tokenRealms?: readonly string[];
+  /** Which addresses may be dialled; by default only public ones. */
+  dialPolicy?: DialPolicy;
+  /** Requests in flight per registry (registry.maxConcurrentPerRegistry). */
+  maxConcurrentPerRegistry?: number;
+  /** Registries whose Bearer challenge and tokens are remembered (registry.maxRegistryHosts). */
+  maxRegistryHosts?: number;
+  /** The metric label of a registry host: bounded (configured hosts by name, the rest "other"). */
+  label?: (domain: string) => string;
 }
 
 /** Whether a failure should count against the registry's circuit breaker. */
-export interface ClientAnswer { result: LookupResult; registryFault: boolean }
+export interface ClientAnswer {
+  result: LookupResult;
+  registryFault: boolean;
+  /** Never sent: nobody waited for it any more when a slot came free. */
+  abandoned?: boolean;
+  /** performance.now() when the first request left the queue. */
+  sentAt?: number;
+}
+
+export interface CheckOptions {
+  /** Still wanted by someone? Asked when the request leaves the per-registry queue. */
+  wanted?: () => boolean;
+}
 
 /** A registry refused the credentials (or asked for some and none were given). */
 export class RegistryAuthError extends ApparateError {}
@@ -32,32 +61,72 @@ interface CachedToken { token: string; expiresAt: number }
 
 const DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io";
 const TOKEN_MAX_BYTES = 64 * 1024;
+// token68 / JWT characters: a "token" with anything else is not forwarded as a header.
+const TOKEN_SYNTAX = /^[A-Za-z0-9._~+/=-]{1,8192}$/;
+const DIGEST_SYNTAX = /^sha(256:[0-9a-f]{64}|384:[0-9a-f]{96}|512:[0-9a-f]{128})$/;
+const DOCKER_TYPES: ReadonlyMap<string, string> = new Map([[DOCKER_MANIFEST, "Docker image manifest"], [DOCKER_LIST, "Docker manifest list"]]);
 
 function proxyConfigured(): boolean {
   const e = process.env;
   return Boolean(e.HTTPS_PROXY || e.https_proxy || e.HTTP_PROXY || e.http_proxy);
 }
 
+type Connector = ReturnType<typeof buildConnector>;
+
+/**
+ * undici's connector with the dial check: IP literals are judged as they are, names
+ * through a lookup that judges each resolved address before the socket opens.
+ */
+function guardedConnector(policy: DialPolicy, tls: buildConnector.BuildOptions): Connector {
+  const byPort = new Map<string, Connector>();
+  return (opts, callback) => {
+    const port = opts.port || (opts.protocol === "https:" ? "443" : "80");
+    try { policy.assertLiteral(opts.hostname, port); } catch (err) { callback(err as Error, null); return; }
+    let c = byPort.get(port);
+    if (!c) { c = buildConnector({ ...tls, lookup: policy.lookupFor(port) } as buildConnector.BuildOptions); byPort.set(port, c); }
+    c(opts, callback);
+  };
+}
+
 export class RegistryClient {
   private readonly dispatcher: Dispatcher;
   private readonly plainHttp: ReadonlySet<string>;
-  private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokenRealms: ReadonlySet<string>;
+  private readonly policy: DialPolicy;
+  private readonly limiter: HostLimiter;
+  private readonly tokens: LRUCache<string, CachedToken>;
   /** Registries known to want a Bearer token: skip the first 401 round trip. */
-  private readonly bearer = new Map<string, Challenge>();
+  private readonly bearer: LRUCache<string, Challenge>;
+  private readonly label: (domain: string) => string;
   /** Registries that answered a Basic challenge (push/pull requests). */
   private readonly basicDomains = new Set<string>();
 
   constructor(private readonly opts: RegistryClientOptions) {
     const ca = opts.caFile ? readFileSync(opts.caFile) : undefined;
-    const common = { keepAliveTimeout: 30_000, connections: 16, connect: ca ? { ca } : {} };
+    const perHost = opts.maxConcurrentPerRegistry ?? 8;
+    this.policy = opts.dialPolicy ?? new DialPolicy();
+    // The pool never queues for a registry (the limiter holds the excess); a shared
+    // token host gets room for twice as many.
+    const common = { keepAliveTimeout: 30_000, connections: perHost * 2 };
     this.dispatcher = proxyConfigured()
-      ? new EnvHttpProxyAgent({ ...common, ...(ca ? { requestTls: { ca } } : {}) })
-      : new Agent(common);
+      // Behind a proxy the proxy resolves names; IP literals are still checked in send().
+      ? new EnvHttpProxyAgent({ ...common, connect: ca ? { ca } : {}, ...(ca ? { requestTls: { ca } } : {}) })
+      : new Agent({ ...common, connect: guardedConnector(this.policy, ca ? { ca } : {}) });
     this.plainHttp = new Set(opts.plainHttp ?? []);
+    this.tokenRealms = new Set((opts.tokenRealms ?? []).map((h) => h.toLowerCase()));
+    this.limiter = new HostLimiter(perHost);
+    const hosts = opts.maxRegistryHosts ?? 1000;
+    this.bearer = new LRUCache({ max: hosts });
+    this.tokens = new LRUCache({ max: Math.max(1000, hosts * 10) });
+    this.label = opts.label ?? ((d) => d);
   }
 
   async close(): Promise<void> { await this.dispatcher.close(); }
   async destroy(): Promise<void> { await this.dispatcher.destroy(); }
+
+  /** Registries with requests in flight or queued. */
+  get activeRegistries(): number { return this.limiter.hosts; }
+  get rememberedRegistries(): number { return this.bearer.size; }
 
   origin(domain: string): string {
     const mapped = this.opts.endpoints?.get(domain);
@@ -69,71 +138,81 @@ export class RegistryClient {
   /**
    * Checks one manifest, trying each credential in order (then anonymous if none).
    * 401/403 with one credential moves on to the next, as kubelet does with pull secrets.
+   * Waits for a free slot of the registry first; the request timers start when sent.
    */
-  async checkManifest(ref: ImageReference, tag: string, creds: readonly Credential[], signal: AbortSignal): Promise<ClientAnswer> {
-    const attempts: Array<Credential | undefined> = creds.length > 0 ? [...creds] : [undefined];
-    let last: ClientAnswer | undefined;
-    for (const cred of attempts) {
-      last = await this.checkWith(ref, tag, cred, signal);
-      const r = last.result;
-      if (!(r.kind === "unknown" && r.reason.startsWith("unauthorized"))) return last;
-    }
-    return last!;
+  async checkManifest(ref: ImageReference, tag: string, creds: readonly Credential[], opts: CheckOptions = {}): Promise<ClientAnswer> {
+    const answer = await this.limiter.run(ref.domain, async (): Promise<ClientAnswer> => {
+      const sentAt = performance.now();
+      const attempts: Array<Credential | undefined> = creds.length > 0 ? [...creds] : [undefined];
+      let last: ClientAnswer | undefined;
+      for (const cred of attempts) {
+        last = await this.checkWith(ref, tag, cred);
+        const r = last.result;
+        if (!(r.kind === "unknown" && r.reason.startsWith("unauthorized"))) break;
+      }
+      return { ...last!, sentAt };
+    }, opts.wanted);
+    return answer ?? { result: { kind: "unknown", reason: "deadline exceeded" }, registryFault: false, abandoned: true };
   }
 
-  private async checkWith(ref: ImageReference, tag: string, cred: Credential | undefined, signal: AbortSignal): Promise<ClientAnswer> {
+  private async checkWith(ref: ImageReference, tag: string, cred: Credential | undefined): Promise<ClientAnswer> {
     const origin = this.origin(ref.domain);
     const url = `${origin}/v2/${ref.path}/manifests/${encodeURIComponent(tag)}`;
     const scope = `repository:${ref.path}:pull`;
-    let authz = await this.authorizationFor(ref.domain, scope, cred, signal);
+    let authz = await this.authorizationFor(ref.domain, scope, cred);
     for (let round = 0; round < 2; round++) {
-      let res = await this.send("HEAD", url, authz, ref.domain, signal);
+      let res = await this.send("HEAD", url, authz, ref.domain);
       if (res.status === 405 || res.status === 501 || res.status === 400 || (res.status === 200 && !res.contentType)) {
         // Some registries (and proxies in front of them) answer HEAD wrongly: ask with GET.
-        res = await this.send("GET", url, authz, ref.domain, signal);
+        res = await this.send("GET", url, authz, ref.domain);
       }
       if (res.status === 401 && round === 0) {
         const challenges = parseChallenges(res.wwwAuthenticate);
         const bearer = challenges.find((c) => c.scheme === "bearer");
         const basic = challenges.find((c) => c.scheme === "basic");
         if (bearer) {
-          this.bearer.set(ref.domain, bearer);
-          const t = await this.fetchToken(ref.domain, bearer, scope, cred, signal);
+          const t = await this.fetchToken(ref.domain, bearer, scope, cred);
           if (t.error) return t.error;
+          this.bearer.set(ref.domain, bearer);
           authz = `Bearer ${t.token}`;
           continue;
         }
         if (basic && cred) { authz = basicAuth(cred); continue; }
         return { result: { kind: "unknown", reason: "unauthorized: registry requires credentials" }, registryFault: false };
       }
-      return { result: interpret(res), registryFault: res.status === 0 || res.status === 429 || res.status >= 500 };
+      return { result: interpret(res), registryFault: res.status === 0 ? !res.refused : res.status === 429 || res.status >= 500 };
     }
     return { result: { kind: "unknown", reason: "unauthorized: credentials rejected" }, registryFault: false };
   }
 
-  private async authorizationFor(domain: string, scope: string, cred: Credential | undefined, signal: AbortSignal): Promise<string | undefined> {
+  private async authorizationFor(domain: string, scope: string, cred: Credential | undefined): Promise<string | undefined> {
     const challenge = this.bearer.get(domain);
     if (challenge) {
-      const t = await this.fetchToken(domain, challenge, scope, cred, signal);
+      const t = await this.fetchToken(domain, challenge, scope, cred);
       if (!t.error) return `Bearer ${t.token}`;
     }
     return undefined;
   }
 
-  private async fetchToken(domain: string, ch: Challenge, scope: string, cred: Credential | undefined, signal: AbortSignal): Promise<{ token: string; error?: undefined } | { error: ClientAnswer; token?: undefined }> {
+  private async fetchToken(domain: string, ch: Challenge, scope: string, cred: Credential | undefined): Promise<{ token: string; error?: undefined } | { error: ClientAnswer; token?: undefined }> {
     const realm = ch.params.realm;
     if (!realm) return { error: { result: { kind: "unknown", reason: "registry sent a Bearer challenge without realm" }, registryFault: true } };
+    const decision = decideRealm(realm, domain, this.origin(domain), { plainHttp: this.plainHttp, tokenRealms: this.tokenRealms });
+    // A refused realm is never contacted, with or without a credential.
+    if (!decision.ok) return { error: { result: { kind: "unknown", reason: decision.reason }, registryFault: false } };
     const service = ch.params.service;
-    const key = `${realm}|${service ?? ""}|${scope}|${credentialFingerprint(cred ? [cred] : [])}`;
+    const key = `${decision.url.href}|${service ?? ""}|${scope}|${credentialFingerprint(cred ? [cred] : [])}`;
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > Date.now()) return { token: cached.token };
-    const u = new URL(realm);
+    const u = new URL(decision.url);
     if (service) u.searchParams.set("service", service);
     u.searchParams.set("scope", scope);
-    this.opts.metrics?.registryRequests.inc({ registry: domain, kind: "token" });
+    this.opts.metrics?.registryRequests.inc({ registry: this.label(domain), kind: "token" });
+    const timer = this.timer();
     try {
+      this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
       const res = await request(u, {
-        method: "GET", dispatcher: this.dispatcher, signal: this.bound(signal),
+        method: "GET", dispatcher: this.dispatcher, signal: timer.signal,
         headers: { ...(cred ? { authorization: basicAuth(cred) } : {}), "user-agent": this.opts.userAgent ?? "apparate" },
       });
       if (res.statusCode === 401 || res.statusCode === 403) {
@@ -145,16 +224,19 @@ export class RegistryClient {
         return { error: { result: { kind: "unknown", reason: `token service answered ${res.statusCode}` }, registryFault: true } };
       }
       const text = await readLimited(res.body, TOKEN_MAX_BYTES);
-      const body = JSON.parse(text) as { token?: string; access_token?: string; expires_in?: number };
-      const token = body.token ?? body.access_token;
-      if (!token) return { error: { result: { kind: "unknown", reason: "token service sent no token" }, registryFault: true } };
-      const ttl = Math.max(10, typeof body.expires_in === "number" ? body.expires_in : 60);
-      // Renew 10 s early so a token never expires in flight.
+      let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+      // The parser's message quotes the body: never used as a reason.
+      try { body = JSON.parse(text) as typeof body; } catch { body = {}; }
+      const token = typeof body.token === "string" ? body.token : typeof body.access_token === "string" ? body.access_token : undefined;
+      if (!token || !TOKEN_SYNTAX.test(token)) return { error: { result: { kind: "unknown", reason: "token service sent no usable token" }, registryFault: true } };
+      const ttl = Math.max(10, typeof body.expires_in === "number" && Number.isFinite(body.expires_in) ? body.expires_in : 60);
+      // Renew early so a token never expires in flight.
       this.tokens.set(key, { token, expiresAt: Date.now() + (ttl - 5) * 1000 });
-      if (this.tokens.size > 10_000) this.tokens.delete(this.tokens.keys().next().value!);
       return { token };
     } catch (err) {
-      return { error: { result: { kind: "unknown", reason: `token request failed: ${errorReason(err)}` }, registryFault: true } };
+      return { error: { result: { kind: "unknown", reason: `token request failed: ${errorReason(err)}` }, registryFault: !(err instanceof AddressRefusedError) } };
+    } finally {
+      timer.clear();
     }
   }
 
@@ -171,7 +253,9 @@ export class RegistryClient {
     signal: AbortSignal, timeoutMs = this.opts.requestTimeoutMs,
   ): Promise<Dispatcher.ResponseData> {
     const send = (authz: string | undefined) => {
-      this.opts.metrics?.registryRequests.inc({ registry: domain, kind: "push" });
+      this.opts.metrics?.registryRequests.inc({ registry: this.label(domain), kind: "push" });
+      const u = new URL(req.url);
+      this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
       return request(req.url, {
         method: req.method, dispatcher: this.dispatcher,
         signal: timeoutMs > 0 ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : signal,
@@ -179,7 +263,7 @@ export class RegistryClient {
         ...(req.body ? { body: req.body } : {}),
       });
     };
-    let authz = this.basicDomains.has(domain) && cred ? basicAuth(cred) : await this.authorizationFor(domain, scope, cred, signal);
+    let authz = this.basicDomains.has(domain) && cred ? basicAuth(cred) : await this.authorizationFor(domain, scope, cred);
     const res = await send(authz);
     if (res.statusCode !== 401) return res;
     const challenges = parseChallenges(res.headers["www-authenticate"]);
@@ -187,7 +271,7 @@ export class RegistryClient {
     const bearer = challenges.find((c) => c.scheme === "bearer");
     if (bearer) {
       this.bearer.set(domain, bearer);
-      const t = await this.fetchToken(domain, bearer, scope, cred, signal);
+      const t = await this.fetchToken(domain, bearer, scope, cred);
       if (t.error) throw new RegistryAuthError("unauthorized", `${domain}: ${t.error.result.kind === "unknown" ? t.error.result.reason : "token refused"}`, domain);
       authz = `Bearer ${t.token}`;
     } else if (challenges.some((c) => c.scheme === "basic") && cred) {
@@ -199,15 +283,21 @@ export class RegistryClient {
     return send(authz);
   }
 
-  private bound(signal: AbortSignal): AbortSignal {
-    return AbortSignal.any([signal, AbortSignal.timeout(this.opts.requestTimeoutMs)]);
+  /** One request's timer, started when the request is sent. */
+  private timer(): { signal: AbortSignal; clear(): void } {
+    const ac = new AbortController();
+    const t = setTimeout(() => ac.abort(new DOMException("registry request timed out", "TimeoutError")), this.opts.requestTimeoutMs);
+    return { signal: ac.signal, clear: () => clearTimeout(t) };
   }
 
-  private async send(method: "HEAD" | "GET", url: string, authz: string | undefined, domain: string, signal: AbortSignal): Promise<RawAnswer> {
-    this.opts.metrics?.registryRequests.inc({ registry: domain, kind: "manifest" });
+  private async send(method: "HEAD" | "GET", url: string, authz: string | undefined, domain: string): Promise<RawAnswer> {
+    this.opts.metrics?.registryRequests.inc({ registry: this.label(domain), kind: "manifest" });
+    const timer = this.timer();
     try {
+      const u = new URL(url);
+      this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
       const res = await request(url, {
-        method, dispatcher: this.dispatcher, signal: this.bound(signal),
+        method, dispatcher: this.dispatcher, signal: timer.signal,
         headers: { accept: MANIFEST_ACCEPT, "user-agent": this.opts.userAgent ?? "apparate", ...(authz ? { authorization: authz } : {}) },
       });
       await res.body.dump({ limit: 1 << 20 });
@@ -220,7 +310,9 @@ export class RegistryClient {
         retryAfter: first(h["retry-after"]),
       };
     } catch (err) {
-      return { status: 0, error: errorReason(err) };
+      return { status: 0, error: errorReason(err), refused: err instanceof AddressRefusedError };
+    } finally {
+      timer.clear();
     }
   }
 }
@@ -232,19 +324,22 @@ interface RawAnswer {
   wwwAuthenticate?: string | string[] | undefined;
   retryAfter?: string | undefined;
   error?: string;
+  /** Refused by apparate's own dial policy: not the registry's fault. */
+  refused?: boolean;
 }
 
 function interpret(res: RawAnswer): LookupResult {
   if (res.status === 0) return { kind: "unknown", reason: res.error ?? "request failed" };
   if (res.status === 200) {
     const mt = res.contentType ?? "";
-    if (OCI_MEDIA_TYPES.has(mt)) return { kind: "exists", mediaType: mt, ...(res.digest ? { digest: res.digest } : {}) };
-    return { kind: "absent", reason: `exists but is not an OCI image (${mt || "no media type"}); only OCI images are accelerated` };
+    if (OCI_MEDIA_TYPES.has(mt)) return { kind: "exists", mediaType: mt, ...(res.digest && DIGEST_SYNTAX.test(res.digest) ? { digest: res.digest } : {}) };
+    // Only media types apparate knows are named: the header is the registry's text.
+    return { kind: "absent", reason: `exists but is not an OCI image (${DOCKER_TYPES.get(mt) ?? (mt ? "another media type" : "no media type")}); only OCI images are accelerated` };
   }
   if (res.status === 404) return { kind: "absent", reason: "does not exist" };
   if (res.status === 401) return { kind: "unknown", reason: "unauthorized: credentials rejected" };
   if (res.status === 403) return { kind: "unknown", reason: "unauthorized: access denied (403)" };
-  if (res.status === 429) return { kind: "unknown", reason: `rate limited (429${res.retryAfter ? `, retry after ${res.retryAfter}s` : ""})` };
+  if (res.status === 429) return { kind: "unknown", reason: `rate limited (429${res.retryAfter && /^\d{1,6}$/.test(res.retryAfter) ? `, retry after ${res.retryAfter}s` : ""})` };
   return { kind: "unknown", reason: `registry answered ${res.status}` };
 }
 
@@ -267,10 +362,17 @@ async function readLimited(body: AsyncIterable<Buffer>, limit: number): Promise<
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/**
+ * A reason apparate writes for a failed request: error names and codes from Node and
+ * undici only. Messages are left out: a TLS or parser message can quote what the
+ * server sent.
+ */
 export function errorReason(err: unknown): string {
-  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (e?.name === "TimeoutError") return "timed out";
-  if (e?.name === "AbortError") return "aborted (deadline)";
+  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; name?: string; message?: string } };
+  if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return "timed out";
+  if (err instanceof AddressRefusedError) return err.message;
+  if (e?.cause instanceof AddressRefusedError) return e.cause.message;
+  if (e?.name === "AbortError") return "aborted";
   const code = e?.code ?? e?.cause?.code;
-  return code ? `${code}` : (e?.message ?? String(err));
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) ? code : "request failed";
 }

@@ -21,6 +21,10 @@ export interface ResolverOptions {
   breakerCooldownMs: number;
   metrics?: Metrics;
   random?: () => number;
+  /** Registries whose breaker is kept (least recently used dropped first). */
+  maxRegistryHosts?: number;
+  /** The metric label of a registry host: bounded (configured hosts by name, the rest "other"). */
+  label?: (domain: string) => string;
 }
 
 /** The one small interface the admission handler depends on. */
@@ -32,17 +36,21 @@ export interface TagLookup {
 
 export class TagResolver implements TagLookup {
   private readonly cache: LRUCache<string, LookupResult>;
-  private readonly inflight = new Map<string, Promise<LookupResult>>();
-  private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly inflight = new Map<string, Inflight>();
+  private readonly breakers: LRUCache<string, CircuitBreaker>;
+  private readonly label: (domain: string) => string;
 
   constructor(private readonly client: RegistryClient, private readonly opts: ResolverOptions) {
     // ttlResolution 0: read the clock on each TTL check. The default (1 ms) caches the
     // clock behind a 1 ms setTimeout, armed again on nearly every review under load
     // (10.7 µs per review at 3,000/s, measured: issue 19).
     this.cache = new LRUCache({ max: opts.maxEntries, ttlAutopurge: false, ttlResolution: 0, allowStale: false });
+    this.breakers = new LRUCache({ max: opts.maxRegistryHosts ?? 1000 });
+    this.label = opts.label ?? ((d) => d);
   }
 
   get cacheSize(): number { return this.cache.size; }
+  get breakerCount(): number { return this.breakers.size; }
 
   breakerState(domain: string): string { return this.breakers.get(domain)?.state ?? "closed"; }
 
@@ -63,37 +71,45 @@ export class TagResolver implements TagLookup {
     const hit = this.cache.get(key);
     if (hit) { m?.cache.inc({ result: "hit" }); return hit; }
     const pending = this.inflight.get(key);
-    if (pending) { m?.cache.inc({ result: "coalesced" }); return raceSignal(pending, signal); }
+    if (pending) { m?.cache.inc({ result: "coalesced" }); return this.wait(pending, signal); }
     m?.cache.inc({ result: "miss" });
 
     const breaker = this.breakerFor(ref.domain);
     if (!breaker.allow()) {
-      m?.lookups.inc({ registry: ref.domain, result: "unknown" });
+      m?.lookups.inc({ registry: this.label(ref.domain), result: "unknown" });
       return { kind: "unknown", reason: `circuit breaker open for ${ref.domain} after repeated failures` };
     }
     // The shared request is not tied to the first caller's deadline: every waiter
-    // races it against its own deadline, and the request has its own timeout.
-    const shared = new AbortController();
-    const p = this.fetch(ref, creds, shared.signal, breaker, key).finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return raceSignal(p, signal);
+    // races it against its own deadline; it is dropped unsent when no waiter is left.
+    const entry: Inflight = { waiters: 0, promise: undefined as unknown as Promise<LookupResult> };
+    entry.promise = this.fetch(ref, creds, breaker, key, () => entry.waiters > 0).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, entry);
+    return this.wait(entry, signal);
+  }
+
+  private wait(entry: Inflight, signal: AbortSignal): Promise<LookupResult> {
+    entry.waiters++;
+    return raceSignal(entry.promise, signal, () => { entry.waiters--; });
   }
 
   private breakerFor(domain: string): CircuitBreaker {
     let b = this.breakers.get(domain);
     if (!b) { b = new CircuitBreaker(this.opts.breakerFailures, this.opts.breakerCooldownMs); this.breakers.set(domain, b); }
+    // A breaker that is not closed is kept while it matters, even past the bound (LRU only drops idle ones first).
     return b;
   }
 
-  private async fetch(ref: ImageReference, creds: readonly Credential[], signal: AbortSignal, breaker: CircuitBreaker, key: string): Promise<LookupResult> {
+  private async fetch(ref: ImageReference, creds: readonly Credential[], breaker: CircuitBreaker, key: string, wanted: () => boolean): Promise<LookupResult> {
     const m = this.opts.metrics;
-    const end = m?.lookupDuration.startTimer({ registry: ref.domain });
-    const answer = await this.client.checkManifest(ref, ref.tag ?? "latest", creds, signal);
-    end?.();
+    const label = this.label(ref.domain);
+    const answer = await this.client.checkManifest(ref, ref.tag ?? "latest", creds, { wanted });
     const r = answer.result;
+    // Dropped unsent: not an answer, not a fault, not cached.
+    if (answer.abandoned) { breaker.releaseTrial(); return r; }
+    if (answer.sentAt !== undefined) m?.lookupDuration.observe({ registry: label }, (performance.now() - answer.sentAt) / 1000);
     if (answer.registryFault) breaker.failure(); else breaker.success();
-    m?.breakerState.set({ registry: ref.domain }, breaker.state === "open" ? 1 : 0);
-    m?.lookups.inc({ registry: ref.domain, result: r.kind });
+    if (label !== OTHER) m?.breakerState.set({ registry: label }, breaker.state === "open" ? 1 : 0);
+    m?.lookups.inc({ registry: label, result: r.kind });
     const ttl = r.kind === "exists" ? this.opts.positiveTtlMs : r.kind === "absent" ? this.opts.negativeTtlMs : this.opts.unknownBackoffMs;
     if (ttl > 0) {
       // Jitter spreads expiries so that a fleet of pods does not re-check in lockstep.
@@ -104,13 +120,40 @@ export class TagResolver implements TagLookup {
   }
 }
 
-/** Resolves with `p`, or with "unknown" when `signal` aborts first. */
-export function raceSignal(p: Promise<LookupResult>, signal: AbortSignal): Promise<LookupResult> {
-  if (signal.aborted) return Promise.resolve({ kind: "unknown", reason: "deadline exceeded" });
+interface Inflight { promise: Promise<LookupResult>; waiters: number }
+
+/** The label of every registry host that is not configured by name. */
+export const OTHER = "other";
+
+const DEADLINE: LookupResult = Object.freeze({ kind: "unknown", reason: "deadline exceeded" });
+
+/**
+ * One "abort" listener per signal, whatever the number of waiters: EventTarget's
+ * add/removeEventListener scan the listener list, so a listener per lookup made a
+ * 10,000-image pod quadratic. The waiters live in a Set (O(1) add and delete).
+ */
+const fanOuts = new WeakMap<AbortSignal, Set<() => void>>();
+
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let set = fanOuts.get(signal);
+  if (!set) {
+    const s = new Set<() => void>();
+    set = s;
+    fanOuts.set(signal, s);
+    signal.addEventListener("abort", () => { for (const f of s) f(); s.clear(); }, { once: true });
+  }
+  set.add(fn);
+  const own = set;
+  return () => { own.delete(fn); };
+}
+
+/** Resolves with `p`, or with "unknown" when `signal` aborts first (then `gaveUp` runs). */
+export function raceSignal(p: Promise<LookupResult>, signal: AbortSignal, gaveUp?: () => void): Promise<LookupResult> {
+  if (signal.aborted) { gaveUp?.(); return Promise.resolve(DEADLINE); }
   return new Promise((resolve) => {
-    const onAbort = () => resolve({ kind: "unknown", reason: "deadline exceeded" });
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then((r) => { signal.removeEventListener("abort", onAbort); resolve(r); },
-      (err: unknown) => { signal.removeEventListener("abort", onAbort); resolve({ kind: "unknown", reason: String(err) }); });
+    let done = false;
+    const off = onAbort(signal, () => { if (done) return; done = true; gaveUp?.(); resolve(DEADLINE); });
+    p.then((r) => { if (done) return; done = true; off(); resolve(r); },
+      () => { if (done) return; done = true; off(); resolve({ kind: "unknown", reason: "lookup failed" }); });
   });
 }

@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from "node:https";
 import Fastify, { type FastifyInstance } from "fastify";
 import { pino } from "pino";
 import type { HandlerDeps } from "../../src/admission/handler.js";
+import { PlanMemo } from "../../src/admission/plan-memo.js";
 import { buildAdmissionServer } from "../../src/admission/server.js";
 import { compileConfig } from "../../src/config/config.js";
 import { createLogger } from "../../src/observability/logger.js";
@@ -34,7 +35,7 @@ async function webhook(args: ServerArgs): Promise<FastifyInstance<HttpsServer>> 
   const stack = createRegistryStack(config, metrics);
   // As in production (pino's synchronous sonic-boom at info level), into /dev/null.
   const logger = createLogger({ destination: pino.destination({ dest: "/dev/null", sync: true }) });
-  const deps: HandlerDeps = { config, lookup: stack.resolver, logger, metrics };
+  const deps: HandlerDeps = { config, lookup: stack.resolver, logger, metrics, ...(args.planMemo === false ? {} : { planMemo: new PlanMemo() }) };
   return buildAdmissionServer({ deps, tls: args.tls, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
 }
 

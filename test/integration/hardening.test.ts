@@ -14,6 +14,7 @@ import { handleReview, type HandlerDeps } from "../../src/admission/handler.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { Metrics } from "../../src/observability/metrics.js";
 import { createRegistryStack } from "../../src/registry/stack.js";
+import { raceSignal } from "../../src/registry/resolver.js";
 import { answer, forwardTo, hang, startFaultServer, type FaultServer } from "../support/faults.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from "../support/registry.js";
@@ -70,17 +71,24 @@ describe("hostile input", () => {
     expect(errors.reduce((a, v) => a + v.value, 0)).toBe(0);
   }, 60_000);
 
-  it("a pod with many containers shares one deadline without a listener-leak warning", async () => {
+  it("a pod with many containers shares one deadline: one abort listener whatever the number of lookups (raceSignal fans out)", async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.name);
     process.on("warning", onWarning);
     try {
-      const slow: HandlerDeps = { ...deps, lookup: { lookup: (_ref, _creds, signal) => new Promise((r) => { const t = setTimeout(() => r({ kind: "absent", reason: "not found" }), 20); signal.addEventListener("abort", () => clearTimeout(t), { once: true }); }) } };
-      const containers = Array.from({ length: 16 }, (_, i) => ({ name: `c${i}`, image: `${REG}/team/app${i}:1.0` }));
+      const signals = new Set<AbortSignal>();
+      const slow: HandlerDeps = { ...deps, lookup: { lookup: (_ref, _creds, signal) => { signals.add(signal); return raceSignal(new Promise((r) => setTimeout(() => r({ kind: "absent", reason: "not found" }), 20)), signal); } } };
+      const containers = Array.from({ length: 200 }, (_, i) => ({ name: `c${i}`, image: `${REG}/team/app${i}:1.0` }));
       const r = await handleReview(review(webPod({ containers, initContainers: [] })), slow);
       expect(r.status).toBe(200);
       await new Promise((res) => setImmediate(res));
       expect(warnings).not.toContain("MaxListenersExceededWarning");
+      expect(signals.size).toBe(1);
+      // Negative control: a listener per lookup on one signal is what Node warns about.
+      const ac = new AbortController();
+      for (let i = 0; i < 20; i++) ac.signal.addEventListener("abort", () => undefined);
+      await new Promise((res) => setImmediate(res));
+      expect(warnings).toContain("MaxListenersExceededWarning");
     } finally {
       process.off("warning", onWarning);
     }

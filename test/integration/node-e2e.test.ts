@@ -2,7 +2,7 @@
 // 1.6 (own root, state and socket), the test lazy-loading snapshotter built from
 // Debian's stargz-snapshotter library, and the node agent writing the config.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -17,6 +17,7 @@ import { Installer } from "../../src/nodeagent/installer.js";
 import { NodeAgent } from "../../src/nodeagent/agent.js";
 import { NodeLabeler } from "../../src/nodeagent/label.js";
 import { ProcessSnapshotter } from "../../src/nodeagent/service.js";
+import { sha256 } from "../../src/nodeagent/files.js";
 import { createLogger } from "../../src/observability/logger.js";
 
 const SNAPSHOTTER = ".tmp/bin/apparate-test-snapshotter";
@@ -32,6 +33,8 @@ describe.skipIf(!canRun)("node agent + containerd + lazy-loading snapshotter, en
   let api: KubeApiStandIn;
   let service: ProcessSnapshotter;
   let agent: NodeAgent;
+  let makeAgent: () => NodeAgent;
+  const bin = () => join(dir, "bin", "apparate-stargz-grpc");
   let configPath: string;
   let original: string;
   const certsDir = () => join(dir, "certs.d");
@@ -43,11 +46,11 @@ describe.skipIf(!canRun)("node agent + containerd + lazy-loading snapshotter, en
     reg = await startRegistry();
     proxy = await startCountingProxy(reg.host);
     configPath = join(dir, "containerd", "config.toml");
-    // The node's original config: version 2, a legacy mirror, CRI off (no CNI here).
+    // The node's original config: version 2, a legacy mirror, CRI on (the agent proves
+    // what CRI runs; without CNI the network is not ready, which CRI tolerates).
     original = `version = 2
 root = "${dir}/containerd/root"
 state = "${dir}/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [grpc]
 address = "${dir}/containerd/containerd.sock"
@@ -64,16 +67,22 @@ endpoint = ["https://legacy-mirror.example"]
     api = new KubeApiStandIn();
     await api.start();
     api.put("nodes", { metadata: { name: "node-1", labels: { "kubernetes.io/hostname": "node-1" } } });
-    service = new ProcessSnapshotter({ binary: SNAPSHOTTER, args: ["--address", sock(), "--root", join(dir, "sn", "root"), "--plain-http", `${proxy.host},${reg.host}`], socket: sock(), root: join(dir, "sn", "root") }, logger);
-    agent = new NodeAgent({
+    // The snapshotter binary as installed on the node: replaced in place by the upgrade test.
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    copyFileSync(SNAPSHOTTER, bin());
+    chmodSync(bin(), 0o755);
+    service = new ProcessSnapshotter({ binary: bin(), args: ["--address", sock(), "--root", join(dir, "sn", "root"), "--plain-http", `${proxy.host},${reg.host}`], socket: sock(), root: join(dir, "sn", "root") }, logger);
+    makeAgent = () => new NodeAgent({
       installer: new Installer({
         hostRoot: "", containerdConfig: configPath, certsDir: certsDir(), snapshotterSocket: sock(),
         snapshotterConfigDir: join(dir, "sn", "etc"), mirrors: { "quay.io": [proxy.host] }, plainHttp: [proxy.host],
+        stateDir: join(dir, "agent-state"),
       }, ctd, logger),
       runtime: ctd, service,
       labeler: new NodeLabeler(api.kubeConfig(), "node-1", "cloud.tencent.com/apparate", "true", logger),
       socket: sock(), checkIntervalMs: 60_000, unhealthyThreshold: 1, logger,
     });
+    agent = makeAgent();
   }, 300_000);
 
   afterAll(async () => {
@@ -89,18 +98,20 @@ endpoint = ["https://legacy-mirror.example"]
 
   it("install: backs up once, edits TOML, validates, restarts containerd once, and labels the node when healthy", async () => {
     const r = await agent.install();
-    expect(r.restarted).toBe(true);
+    expect(r).toMatchObject({ status: "installed", restarted: true });
     expect(ctd.restarts).toBe(1);
     expect(readFileSync(`${configPath}.apparate-backup`, "utf8")).toBe(original);
     const doc = parse(readFileSync(configPath, "utf8")) as any;
     expect(doc.proxy_plugins.stargz).toEqual({ type: "snapshot", address: sock() });
     expect(doc.plugins["io.containerd.grpc.v1.cri"].registry).toEqual({ config_path: certsDir() });
-    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false, discard_unpacked_layers: false });
+    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false });
+    // What containerd runs, not only the file: CRI uses the snapshotter.
+    expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz", configPath: certsDir() });
     // The legacy mirror moved into hosts.toml; the configured mirror is there too.
     expect(parse(readFileSync(join(certsDir(), "registry.legacy.example", "hosts.toml"), "utf8"))).toMatchObject({ host: { "https://legacy-mirror.example": {} } });
     expect(parse(readFileSync(join(certsDir(), "quay.io", "hosts.toml"), "utf8"))).toMatchObject({ server: "https://quay.io", host: { [`http://${proxy.host}`]: { capabilities: ["pull", "resolve"] } } });
     // Nothing changed: no second restart, and the backup is still the original.
-    expect((await agent.install()).restarted).toBe(false);
+    expect(await agent.install()).toMatchObject({ status: "installed", restarted: false });
     expect(ctd.restarts).toBe(1);
     expect(readFileSync(`${configPath}.apparate-backup`, "utf8")).toBe(original);
 
@@ -157,6 +168,49 @@ endpoint = ["https://legacy-mirror.example"]
     await ctd.ctr(["images", "pull", "--plain-http", image]);
     const out = await ctd.ctr(["run", "--rm", image, "c-plain", "/bin/busybox", "cat", "/www/index.html"]);
     expect(out).toContain("hello from apparate");
+  }, 120_000);
+
+  it("after an agent restart: nothing changes, containerd is not restarted, the moved legacy mirror and the configured one are still there, the node stays labelled", async () => {
+    const before = ctd.restarts;
+    agent.stop();
+    agent = makeAgent(); // a new process: only the state file and the node remain
+    expect(await agent.install()).toMatchObject({ status: "installed", restarted: false, changed: false });
+    expect(ctd.restarts).toBe(before);
+    expect(parse(readFileSync(join(certsDir(), "registry.legacy.example", "hosts.toml"), "utf8"))).toMatchObject({ host: { "https://legacy-mirror.example": {} } });
+    expect(existsSync(join(certsDir(), "quay.io", "hosts.toml"))).toBe(true);
+    expect((await agent.checkOnce()).healthy).toBe(true);
+    expect(api.get("nodes", "node-1")!.metadata.labels["cloud.tencent.com/apparate"]).toBe("true");
+    // The mirror still serves pulls through hosts.toml.
+    proxy.reset();
+    await ctd.ctr(["images", "pull", "--hosts-dir", certsDir(), "quay.io/apparate-test/hello:1.0"]);
+    expect(proxy.requests).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("after an upgrade: a new snapshotter binary is put in place and the running one restarted (hash changed); the lazy image runs on the new binary", async () => {
+    const oldPid = service.pid;
+    expect(oldPid).toBeDefined();
+    // The new release: the same program with different bytes (trailing data does not change an ELF's behaviour).
+    writeFileSync(`${bin()}.new`, Buffer.concat([readFileSync(bin()), Buffer.from("apparate upgrade marker")]), { mode: 0o755 });
+    renameSync(`${bin()}.new`, bin());
+    expect(await agent.install()).toMatchObject({ status: "installed" });
+    expect(service.pid).not.toBe(oldPid);
+    expect(sha256(readFileSync(`/proc/${service.pid}/exe`))).toBe(sha256(readFileSync(bin())));
+    let h = await agent.checkOnce();
+    for (let i = 0; i < 40 && !h.healthy; i++) { await new Promise((r) => setTimeout(r, 500)); h = await agent.checkOnce(); }
+    expect(h.healthy).toBe(true);
+    const image = `${proxy.host}/apparate-test/hello:1.0-apparate`;
+    let out = "";
+    for (let i = 0; ; i++) {
+      try { out = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "c-lazy-upgraded", "/bin/busybox", "cat", "/www/index.html"]); break; } catch (err) {
+        if (i >= 20 || !/unavailable/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    expect(out).toContain("hello from apparate");
+    // Negative control: an unchanged binary is not restarted.
+    const pid = service.pid;
+    await agent.install();
+    expect(service.pid).toBe(pid);
   }, 120_000);
 
   it("a snapshotter that dies with lazy mounts in use is restarted, and the lazy image runs again", async () => {

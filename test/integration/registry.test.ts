@@ -4,18 +4,28 @@ import { parseReference, type ImageReference } from "../../src/image/reference.j
 import { RegistryClient } from "../../src/registry/client.js";
 import { TagResolver } from "../../src/registry/resolver.js";
 import { Metrics } from "../../src/observability/metrics.js";
+import { DialPolicy } from "../../src/registry/network.js";
 import type { Credential } from "../../src/registry/credentials.js";
 import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from "../support/registry.js";
 import { startTokenServer, type TokenServer } from "../support/token-server.js";
 import { answer, hang, startFaultServer, type FaultServer } from "../support/faults.js";
 import { freePort } from "../support/ports.js";
+import { readFileSync } from "node:fs";
+import { Agent, request } from "undici";
 
 const PASSWORD = "s3cr3t-Test-Passw0rd";
 const basic = (u: string, p: string) => ({ authorization: `Basic ${Buffer.from(`${u}:${p}`).toString("base64")}` });
 
-function makeResolver(plainHttp: string[], over: Partial<{ timeout: number; breaker: number }> = {}) {
+// The test registries listen on 127.0.0.1: allowed by name, as an operator would list an
+// in-cluster registry (the hostile-server tests use other 127.0.0.x addresses).
+const LOOPBACK_TEST_RANGE = "127.0.0.1/32";
+
+function makeResolver(plainHttp: string[], over: Partial<{ timeout: number; breaker: number; caFile: string; tokenRealms: string[] }> = {}) {
   const metrics = new Metrics();
-  const client = new RegistryClient({ requestTimeoutMs: over.timeout ?? 1000, plainHttp, metrics });
+  const client = new RegistryClient({
+    requestTimeoutMs: over.timeout ?? 1000, plainHttp, metrics, dialPolicy: new DialPolicy({ allowPrivate: [LOOPBACK_TEST_RANGE] }),
+    ...(over.caFile ? { caFile: over.caFile } : {}), ...(over.tokenRealms ? { tokenRealms: over.tokenRealms } : {}),
+  });
   const resolver = new TagResolver(client, {
     positiveTtlMs: 600_000, negativeTtlMs: 30_000, unknownBackoffMs: 0, jitter: 0.1, maxEntries: 1000,
     breakerFailures: over.breaker ?? 3, breakerCooldownMs: 60_000, metrics,
@@ -45,10 +55,10 @@ describe.skipIf(!registryAvailable)("registry lookups against a real registry", 
     await pushImage(anon.url, "team/web", "4.0-apparate", "docker-list");
     basicReg = await startRegistry({ htpasswd: { user: "alice", password: PASSWORD } });
     await pushImage(basicReg.url, "private/app", "1.0-apparate", "oci-manifest", basic("alice", PASSWORD));
-    token = await startTokenServer({ bob: PASSWORD });
+    token = await startTokenServer({ bob: PASSWORD }, { https: true });
     tokenReg = await startRegistry({ token });
     // Seed the token registry through a token obtained like any client would.
-    const t = await (await fetch(`${token.realm}?service=${token.service}&scope=repository:tok/app:pull,push`, { headers: basic("bob", PASSWORD) })).json() as { token: string };
+    const t = await (await request(`${token.realm}?service=${token.service}&scope=repository:tok/app:pull,push`, { headers: basic("bob", PASSWORD), dispatcher: new Agent({ connect: { ca: readFileSync(token.caFile!) } }) })).body.json() as { token: string };
     await pushImage(tokenReg.url, "tok/app", "1.0-apparate", "oci-index", { authorization: `Bearer ${t.token}` });
   }, 60_000);
 
@@ -85,8 +95,8 @@ describe.skipIf(!registryAvailable)("registry lookups against a real registry", 
     await client.close();
   });
 
-  it("token auth: real JWTs from the token service; tokens are cached per scope", async () => {
-    const { resolver, client } = makeResolver([tokenReg.host]);
+  it("token auth: real JWTs from an https token service listed in registry.tokenRealms; tokens are cached per scope", async () => {
+    const { resolver, client } = makeResolver([tokenReg.host], { caFile: token.caFile!, tokenRealms: [token.host] });
     const bob: Credential = { username: "bob", password: PASSWORD, source: "test" };
     const before = token.requests;
     expect((await resolver.lookup(ref(tokenReg.host, "tok/app:1.0-apparate"), [bob], never())).kind).toBe("exists");

@@ -2,13 +2,14 @@
 // Basic credentials and signs real RS256 JWTs with a test key whose certificate
 // the registry trusts (rootcertbundle), carried in the x5c header.
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID, createPrivateKey } from "node:crypto";
 import { SignJWT } from "jose";
 import forge from "node-forge";
-import { createCA } from "../../src/tls/certificates.js";
+import { createCA, issueServing } from "../../src/tls/certificates.js";
 import { freePort } from "./ports.js";
 
 export interface TokenServer {
@@ -17,10 +18,19 @@ export interface TokenServer {
   issuer: string;
   rootCertBundle: string;
   requests: number;
+  /** host:port */
+  host: string;
+  /** PEM of the CA that signed the HTTPS certificate (with `https`). */
+  caFile?: string;
   stop(): Promise<void>;
 }
 
-export async function startTokenServer(users: Record<string, string>): Promise<TokenServer> {
+/**
+ * `https`: serve over TLS with a certificate for 127.0.0.1 from a fresh CA (written to
+ * `caFile`), the way a real token service is reached: plain-HTTP realms on another
+ * host are refused by the client.
+ */
+export async function startTokenServer(users: Record<string, string>, opts: { https?: boolean } = {}): Promise<TokenServer> {
   const ca = createCA("apparate test token signer", 1);
   const dir = mkdtempSync(join(tmpdir(), "apparate-token-"));
   const bundle = join(dir, "root.pem");
@@ -30,11 +40,20 @@ export async function startTokenServer(users: Record<string, string>): Promise<T
   const port = await freePort();
   const service = "apparate-test-registry";
   const issuer = "apparate-test-issuer";
+  let tls: { cert: string; key: string } | undefined;
+  let caFile: string | undefined;
+  if (opts.https) {
+    const tca = createCA("apparate test token service CA", 1);
+    tls = issueServing(tca, ["localhost"], 1, Date.now(), ["127.0.0.1"]);
+    caFile = join(dir, "token-ca.pem");
+    writeFileSync(caFile, tca.cert);
+  }
   const state: TokenServer = {
-    realm: `http://127.0.0.1:${port}/token`, service, issuer, rootCertBundle: bundle, requests: 0,
-    stop: () => new Promise((r) => server.close(() => r())),
+    realm: `${tls ? "https" : "http"}://127.0.0.1:${port}/token`, service, issuer, rootCertBundle: bundle, requests: 0,
+    host: `127.0.0.1:${port}`, ...(caFile ? { caFile } : {}),
+    stop: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
-  const server: Server = createServer((req, res) => {
+  const handler = (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => {
     state.requests++;
     const u = new URL(req.url ?? "/", "http://x");
     const authz = req.headers.authorization ?? "";
@@ -54,7 +73,8 @@ export async function startTokenServer(users: Record<string, string>): Promise<T
       .setIssuer(issuer).setAudience(service).setSubject(user).setIssuedAt(now).setNotBefore(now - 5).setExpirationTime(now + 300).setJti(randomUUID())
       .sign(key)
       .then((token) => { res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token, access_token: token, expires_in: 300 })); });
-  });
+  };
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
   return state;
 }

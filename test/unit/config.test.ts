@@ -8,7 +8,11 @@ describe("config", () => {
     expect(c.acceleration.tagSuffix).toBe("-apparate");
     expect(c.acceleration.placement).toMatchObject({ mode: "required", nodeLabelKey: "cloud.tencent.com/apparate", nodeLabelValue: "true" });
     expect(c.imageCache).toMatchObject({ group: "eks.cloud.tencent.com", version: "v1", plural: "imagecaches", readyPhase: "Ready", matchMode: "all" });
-    expect(c.admission).toEqual({ deadlineMs: 2000, maxBodyBytes: 3 * 1024 * 1024 });
+    expect(c.admission).toEqual({
+      deadlineMs: 2000, maxBodyBytes: 3 * 1024 * 1024, maxLookupsPerReview: 100, maxConnections: 1000,
+      requestTimeoutMs: 10_000, idleTimeoutMs: 10_000, keepAliveTimeoutMs: 75_000,
+    });
+    expect(c.registry).toMatchObject({ tokenRealms: [], allowPrivateNetworks: [], maxConcurrentPerRegistry: 8, maxRegistryHosts: 1000 });
     expect(c.registry).toMatchObject({ positiveTtlSeconds: 600, negativeTtlSeconds: 30 });
   });
 
@@ -33,6 +37,10 @@ describe("config", () => {
     ["rewrite:\n  registries:\n    quay.io: \"not a host!\"\n", "rewrite.registries.quay.io"],
     ["imageCache: [1]\n", "imageCache: must be object"],
     ["a: [\n", "not valid YAML"],
+    ["registry:\n  tokenRealms: [\"http://auth.example.com\"]\n", 'registry.tokenRealms: "http://auth.example.com" is not a token service host'],
+    ["registry:\n  allowPrivateNetworks: [\"10.0.0.0/99\"]\n", 'registry.allowPrivateNetworks: "10.0.0.0/99" is neither a host[:port] nor an address range'],
+    ["admission:\n  maxLookupsPerReview: 0\n", "admission.maxLookupsPerReview: must be >= 1 (got 0)"],
+    ["registry:\n  maxConcurrentPerRegistry: 1000\n", "registry.maxConcurrentPerRegistry: must be <= 256 (got 1000)"],
   ])("rejects %j naming the key and value", (text, message) => {
     try {
       parseConfigText(text, "config.yaml");
