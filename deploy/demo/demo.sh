@@ -87,6 +87,7 @@ for _ in $(seq 1 300); do
 done
 curl -s -I -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' \
   "http://$reg/v2/demo/hello/manifests/1.0-apparate" | grep -i '^content-type'
+# shellcheck disable=SC2016 # ${...} is a JavaScript template literal, for node, not for the shell
 curl -s "http://127.0.0.1:$cport/conversions" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const r of JSON.parse(s).recent)console.log(`${r.state}: ${r.source} -> ${r.target} (${r.trigger}, ${r.durationMs} ms)`)})'
 
 say "5. the webhook over HTTPS (throw-away CA), with the same configuration"
