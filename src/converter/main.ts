@@ -13,6 +13,7 @@ import { isAlreadyExists } from "../kube/status.js";
 import type { Logger } from "../observability/logger.js";
 import { Metrics } from "../observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../registry/stack.js";
+import { LeaseClaims } from "./claim.js";
 import { type ConvertImage, engineFor } from "./engine.js";
 import { ConverterMetrics } from "./metrics.js";
 import { RateLimiter } from "./rate-limit.js";
@@ -95,6 +96,7 @@ export async function startConverter(o: StartOptions): Promise<ConverterHandle> 
   const core = o.kube ? o.kube.kc.makeApiClient(CoreV1Api) : undefined;
   converter = new Converter({
     config, convert: o.convert ?? engineFor(stack, config), metrics: cm, logger,
+    ...(o.kube ? { claims: new LeaseClaims(o.kube.kc, o.kube.namespace, o.kube.podName) } : {}),
     onFailure: (rec) => {
       if (!core || !o.kube) return;
       const body = failureEvent(rec, o.kube.namespace, o.kube.podName);

@@ -19,7 +19,11 @@ export type SubmitResult =
   | { outcome: "duplicate"; reason: string }
   | { outcome: "full" };
 
-export interface RunOutcome { result: string }
+export interface RunOutcome {
+  result: string;
+  /** Not remembered against replays: the work was not done here (another replica holds it). */
+  forget?: boolean;
+}
 
 /** An error that retrying cannot fix (the source is gone, a rule refuses it). */
 export class PermanentFailure extends Error {}
@@ -152,7 +156,7 @@ export class WorkQueue<J extends QueueJob> {
     p.then(
       (outcome) => {
         this.finish(job);
-        this.remember(job.key);
+        if (!outcome.forget) this.remember(job.key);
         this.opts.onEvent?.({ type: "succeeded", job, attempt, outcome, ms: this.timers.now() - t0 });
       },
       (error: unknown) => {

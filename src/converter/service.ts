@@ -5,6 +5,7 @@ import type { Config } from "../config/config.js";
 import { formatReference } from "../image/reference.js";
 import { conversionDecision } from "../mutate/rules.js";
 import type { Logger } from "../observability/logger.js";
+import type { Claims } from "./claim.js";
 import type { ConvertImage } from "./engine.js";
 import type { PushEvent } from "./events.js";
 import type { ConverterMetrics } from "./metrics.js";
@@ -26,7 +27,7 @@ export interface ConversionJob extends QueueJob {
   rule: string;
 }
 
-export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded" | "interrupted";
+export type RecordState = "queued" | "running" | "retrying" | "converted" | "up-to-date" | "failed" | "superseded" | "interrupted" | "elsewhere";
 
 export interface ConversionRecord {
   source: string;
@@ -51,6 +52,8 @@ export interface ConverterOptions {
   convert: ConvertImage;
   metrics: ConverterMetrics;
   logger: Logger;
+  /** Replicas coordinate through these (Leases); none: this process is alone. */
+  claims?: Claims;
   /** A conversion failed for good: the Kubernetes Event. */
   onFailure?(record: ConversionRecord): void;
   timers?: Timers;
@@ -117,6 +120,16 @@ export class Converter {
   }
 
   private async run(job: ConversionJob) {
+    const claims = this.o.claims;
+    if (claims && !(await claims.claim(job.key))) return { result: "elsewhere", forget: true };
+    try {
+      return await this.convertClaimed(job);
+    } finally {
+      await claims?.release(job.key).catch((err: unknown) => this.o.logger.warn({ image: job.slot, error: errorText(err) }, "cannot release the conversion lease"));
+    }
+  }
+
+  private async convertClaimed(job: ConversionJob) {
     const r = await this.o.convert(
       { registry: job.registry, repository: job.repository, tag: job.tag, digest: job.digest, targetTag: job.targetTag },
       this.abort.signal,
@@ -137,6 +150,12 @@ export class Converter {
         if (rec) Object.assign(rec, { state: "running", attempts: e.attempt, startedAt: now });
         break;
       case "succeeded": {
+        if (e.outcome.result === "elsewhere") {
+          // Another replica holds this digest's Lease: the work is theirs.
+          if (rec) Object.assign(rec, { state: "elsewhere", finishedAt: now });
+          this.o.metrics.conversions.inc({ result: "elsewhere" });
+          break;
+        }
         const result = e.outcome.result === "up-to-date" ? "up-to-date" : "converted";
         if (rec) Object.assign(rec, { state: result, finishedAt: now, durationMs: e.ms });
         this.o.metrics.conversions.inc({ result: result.replace(/-/g, "_") });

@@ -67,12 +67,15 @@ describe("chart: converter", () => {
     expect(cm.data["config.yaml"]).not.toContain("s3cret-value");
   });
 
-  it("RBAC: a namespaced Role that may create Events, nothing cluster-wide", () => {
+  it("RBAC: a namespaced Role for Events and conversion Leases, nothing cluster-wide", () => {
     const objs = converterObjects(render(VALUES));
     expect(objs.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toBe(false);
     const role = objs.find((o) => o.kind === "Role")!;
     expect(role.metadata.namespace).toBe("apparate-system");
-    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["events"], verbs: ["create"] }]);
+    expect(role.rules).toEqual([
+      { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create", "get", "delete"] },
+    ]);
   });
 
   it("negative controls: off by default; a source without a secret fails with its name; an unknown mode is refused", () => {

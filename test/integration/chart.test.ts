@@ -423,7 +423,7 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     const before = tpl.slice(0, tpl.indexOf("privileged: true"));
     expect(before.slice(before.lastIndexOf("securityContext:"))).toMatch(/# privileged: .*containerd[\s\S]*FUSE/);
     const paths = ds.spec.template.spec.volumes.filter((v: any) => v.hostPath).map((v: any) => v.hostPath.path);
-    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/proc", "/run/apparate-stargz", "/run/containerd", "/usr/local/bin"]);
+    expect(paths.sort()).toEqual(["/etc/apparate-stargz", "/etc/containerd", "/etc/containerd/certs.d", "/etc/systemd/system", "/proc", "/run/apparate-stargz", "/run/containerd", "/usr/local/bin", "/var/lib/apparate-node"]);
     expect(ds.spec.template.spec.containers[0].volumeMounts.find((m: any) => m.mountPath === "/host/proc").readOnly).toBe(true);
     const k3s = ofKind(render(["--set", "nodeAgent.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml", "--set-json", 'nodeAgent.extraHostPaths=["/opt/containerd-conf"]']), "DaemonSet").find((d) => d.metadata.name.endsWith("-node"))!;
     expect(k3s.spec.template.spec.volumes.map((v: any) => v.hostPath?.path)).toEqual(expect.arrayContaining(["/var/lib/rancher/k3s/agent/etc/containerd", "/opt/containerd-conf"]));
@@ -517,7 +517,9 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(node.indexOf("sha256sum -c")).toBeGreaterThan(0);
     expect(step.indexOf("tar -C /out")).toBeGreaterThan(0);
     const ds = readFileSync("charts/apparate/templates/daemonset.yaml", "utf8");
-    expect(ds).toContain("/usr/local/bin/apparate");
+    // Readiness reads the status file the agent writes where main.ts's readyFile default puts it (an emptyDir /tmp).
+    expect(ds).toContain("command: [cat, /tmp/apparate-node/ready]");
+    expect(readFileSync("src/nodeagent/main.ts", "utf8")).toContain('readyFile: { type: "string", pattern: "^/", default: "/tmp/apparate-node/ready" }');
     expect(node).toContain("/usr/local/bin/apparate");
     expect(node).toContain("/opt/apparate/bin/containerd-stargz-grpc");
     expect(readFileSync("src/nodeagent/main.ts", "utf8")).toContain("/opt/apparate/bin/containerd-stargz-grpc");

@@ -151,7 +151,7 @@ nsenter -t 1 (hostPID), so no other path is mounted. The snapshotter's data
 {{- define "apparate.nodeAgentHostPaths" -}}
 {{- /* An empty containerdConfig (found on the node at run time) lives in /etc/containerd unless extraHostPaths says otherwise. */ -}}
 {{- $configDir := .Values.nodeAgent.containerdConfig | default "/etc/containerd/config.toml" | dir -}}
-{{- $paths := concat (list $configDir (.Values.nodeAgent.containerdCertsDir | default "/etc/containerd/certs.d") "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc") (.Values.nodeAgent.extraHostPaths | default list) -}}
+{{- $paths := concat (list $configDir (.Values.nodeAgent.containerdCertsDir | default "/etc/containerd/certs.d") "/etc/apparate-stargz" "/run/apparate-stargz" "/usr/local/bin" "/etc/systemd/system" "/run/containerd" "/proc" "/var/lib/apparate-node") (.Values.nodeAgent.extraHostPaths | default list) -}}
 {{- $out := list -}}
 {{- range $paths }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
 {{- toJson $out -}}
