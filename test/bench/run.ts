@@ -18,6 +18,7 @@ import { pushImage, startRegistry } from "../support/registry.js";
 import { hang, startFaultServer } from "../support/faults.js";
 import { review } from "../support/webhook.js";
 import { lazyLoadingBench } from "./lazy.js";
+import { converterBench } from "./converter.js";
 import { convertBench } from "./convert.js";
 import { admissionCost, METHOD as ADMISSION_COST_METHOD } from "./admission-cost.js";
 import { benchPod } from "./bench-pod.js";
@@ -197,6 +198,17 @@ async function main() {
     } catch (err) {
       results.conversion = { skipped: String(err) };
       console.log(`conversion benchmark skipped: ${String(err)}`);
+    }
+  }
+  if (want("converter")) {
+    try {
+      const c = await converterBench();
+      results.converter = c;
+      row("converter: push to -apparate available (50 MiB)", `${c.pushToAvailableSeconds.toFixed(2)} s`, `${c.engineSeconds.toFixed(2)} s (the engine alone, same size)`, `≤ engine + 2 s: ${c.overheadSeconds <= 2 ? "met" : "missed"}`);
+      row("converter: 20 pushes at once", `${c.burst.converted} converted, ${c.burst.engineCalls} engine calls, at most ${c.burst.maxRunning} at once, ${c.burst.seconds.toFixed(1)} s`, `concurrency ${c.burst.concurrency}`, "none lost or duplicated, bounded by the concurrency");
+    } catch (err) {
+      results.converter = { skipped: String(err) };
+      console.log(`converter benchmark skipped: ${String(err)}`);
     }
   }
   const machine = { pinned: PIN, cpus: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` };
