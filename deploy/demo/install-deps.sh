@@ -4,7 +4,7 @@
 # Idempotent.
 set -euo pipefail
 need=()
-for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci ctr-remote:stargz-snapshotter containerd:containerd htpasswd:apache2-utils curl:curl ip:iproute2 tc:iproute2 shellcheck:shellcheck; do
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci ctr-remote:stargz-snapshotter containerd:containerd htpasswd:apache2-utils curl:curl ip:iproute2 tc:iproute2 shellcheck:shellcheck promtool:prometheus prometheus:prometheus; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -154,6 +154,7 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
     };
     const { plan: p, patch, result } = await answerFor(input, deps);
     for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
+    if (p.imageCache) metrics.imageCacheMatches.inc({ result: p.imageCache.result });
     metrics.reviews.inc({ result });
     // At info, the reviews that left something undone (with the reasons the user sees
     // as warnings); routine swaps and no-ops at debug. What was changed is recorded on

@@ -1,7 +1,7 @@
 // Records finished pod starts: Prometheus histograms labelled only by bounded
 // values (mode, node label, size bucket, phase), and a bounded in-memory window of
 // the last starts with image names for `apparate report` (never a metric label).
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { sizeBucket } from "./kubelet-messages.js";
 import { PHASES, type Acceleration, type ImageStatus, type Phase } from "./pod-start.js";
 
@@ -46,6 +46,7 @@ export class StartLatencyMetrics {
   readonly pulls: Counter<"acceleration" | "result">;
   readonly presentPulls: Counter<"acceleration">;
   readonly podStarts: Counter<"acceleration" | "node_accelerated" | "pulled">;
+  readonly nodesLabelled: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -71,13 +72,16 @@ export class StartLatencyMetrics {
       name: "apparate_pod_starts_total", help: "Pod starts observed, by acceleration mode, node label and whether any image was pulled.",
       labelNames: ["acceleration", "node_accelerated", "pulled"], registers,
     });
+    this.nodesLabelled = new Gauge({
+      name: "apparate_nodes_labelled", help: "Nodes carrying the apparate node label (the node agent labels a node only while its snapshotter is healthy).", registers,
+    });
   }
 }
 
 export class StartRecorder {
   private readonly starts: PodStart[] = [];
 
-  constructor(private readonly metrics: StartLatencyMetrics, private readonly windowSize = 2000) {}
+  constructor(readonly metrics: StartLatencyMetrics, private readonly windowSize = 2000) {}
 
   record(start: PodStart): void {
     const mode = start.acceleration;

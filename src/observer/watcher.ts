@@ -73,8 +73,22 @@ export function startStartObserver(kc: KubeConfig, config: Config, logger: Logge
       fieldSelector: "reason=Pulled",
       onSetup: (inf) => { inf.on("add", onEvent); inf.on("update", onEvent); },
     });
-  const selector = `${nodeLabelKey}=${nodeLabelValue}`;
-  const nodes = startInformer<V1Node>(kc, "nodes(observer)", "/api/v1/nodes", () => core.listNode({ labelSelector: selector }), logger, { labelSelector: selector });
+  // Every node, not a label selector: a node losing the label must be seen (a selector
+  // watch would only stop mentioning it).
+  const labelled = new Set<string>();
+  const onNode = (n: V1Node) => {
+    const name = n.metadata?.name;
+    if (!name) return;
+    if (n.metadata?.labels?.[nodeLabelKey] === nodeLabelValue) labelled.add(name); else labelled.delete(name);
+    recorder.metrics.nodesLabelled.set(labelled.size);
+  };
+  const nodes = startInformer<V1Node>(kc, "nodes(observer)", "/api/v1/nodes", () => core.listNode(), logger, {
+    onSetup: (inf) => {
+      inf.on("add", onNode);
+      inf.on("update", onNode);
+      inf.on("delete", (n) => { if (n.metadata?.name) labelled.delete(n.metadata.name); recorder.metrics.nodesLabelled.set(labelled.size); });
+    },
+  });
   informers.push(pods as never, events as never, nodes as never);
   const synced = () => informers.every((i) => i.synced());
 
@@ -85,7 +99,7 @@ export function startStartObserver(kc: KubeConfig, config: Config, logger: Logge
 
   const startOf = (p: V1Pod, ready: number): PodStart => {
     const uid = p.metadata!.uid!;
-    const nodeAccelerated = nodes.informer.get(p.spec?.nodeName ?? "") !== undefined;
+    const nodeAccelerated = labelled.has(p.spec?.nodeName ?? "");
     const imagePulls: ImagePull[] = [];
     for (const msg of pulls.get(uid)?.values() ?? []) {
       const st = imageStatus(p, msg.image, nodeAccelerated, config);

@@ -15,6 +15,8 @@ const REQUIRED: ReadonlyArray<readonly [string, () => boolean, string]> = [
   ["htpasswd", () => onPath("htpasswd"), "Debian package apache2-utils"],
   ["busybox", () => existsSync("/bin/busybox"), "Debian package busybox-static"],
   ["helm", () => existsSync(".tmp/bin/helm"), "test/support/install-helm.sh (make helm)"],
+  ["prometheus", () => existsSync("/usr/bin/prometheus"), "Debian package prometheus"],
+  ["promtool", () => existsSync("/usr/bin/promtool"), "Debian package prometheus"],
   ["shellcheck", () => onPath("shellcheck"), "Debian package shellcheck"],
   ["/dev/fuse", () => existsSync("/dev/fuse"), "the kernel's FUSE device"],
   ["root", () => process.getuid?.() === 0, "the node tests mount and run containerd as root"],

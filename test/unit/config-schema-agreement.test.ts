@@ -12,7 +12,7 @@ const values = JSON.parse(readFileSync("charts/apparate/values.schema.json", "ut
 const webhook = configSchema as unknown as Schema;
 
 // Sections the chart passes to the webhook's config file key for key.
-const SECTIONS = ["namespaces", "acceleration", "rewrite", "registry", "imageCache", "admission"];
+const SECTIONS = ["namespaces", "acceleration", "rewrite", "registry", "imageCache", "admission", "observer"];
 
 // Webhook keys the chart fills from other values (or never sets), with the reason.
 const NOT_IN_VALUES: Record<string, string> = {
