@@ -23,7 +23,8 @@ export interface FetchedManifest { mediaType: string; digest: string; body: Buff
 const MANIFEST_MAX_BYTES = 4 << 20;
 /** Transfers may take long; per-request time is bounded by undici's idle timeouts instead. */
 const NO_TOTAL_TIMEOUT = 0;
-const DEFAULT_PATCH_BYTES = 8 << 20;
+// Small enough to keep a layer's upload buffer modest, large enough for few round trips.
+const DEFAULT_PATCH_BYTES = 4 << 20;
 
 const sha256 = (b: Buffer) => "sha256:" + createHash("sha256").update(b).digest("hex");
 
@@ -195,7 +196,7 @@ export class Repository {
 
 /**
  * One blob upload session, written as a stream: bytes are sent in PATCH requests of at
- * least `OCI-Chunk-Min-Length` (8 MiB by default) with Content-Range, the digest given
+ * least `OCI-Chunk-Min-Length` (4 MiB by default) with Content-Range, the digest given
  * at the closing PUT. Memory: one PATCH worth of bytes.
  */
 export class BlobUpload {

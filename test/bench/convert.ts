@@ -45,7 +45,8 @@ export interface ConvertBenchResult {
   oneGiBLayer: { uncompressedMiB: number; seconds: number; peakRssMiB: number };
 }
 
-export async function convertBench(): Promise<ConvertBenchResult> {
+/** `onlyBigLayer`: just the 1 GiB layer's figures (the comparison is left out). */
+export async function convertBench(onlyBigLayer = false): Promise<ConvertBenchResult> {
   if (process.getuid?.() !== 0) throw new Error("needs root (containerd)");
   const dir = mkdtempSync(join(tmpdir(), "apparate-convert-bench-"));
   const reg = await startRegistry();
@@ -56,18 +57,21 @@ export async function convertBench(): Promise<ConvertBenchResult> {
   // The CLI as users run it: the built one when there is one, else through tsx.
   const cli = existsSync("dist/cli.js") ? ["dist/cli.js"] : ["--import", "tsx", "src/cli.ts"];
   try {
-    const dirs = SOURCE_DIRS.filter((d) => existsSync(`/${d}`));
+    const dirs = onlyBigLayer ? [] : SOURCE_DIRS.filter((d) => existsSync(`/${d}`));
     const blobs = dirs.map((d) => execFileSync("bash", ["-c", `tar -C / --sort=name -cf - ${d} | gzip -6`], { maxBuffer: 2 ** 31 - 1 }));
-    await pushTestImage(reg.url, "bench/app", "1", [{ layers: blobs.map((blob) => ({ blob })) }]);
     const compressed = blobs.reduce((a, b) => a + b.length, 0);
     const src = `${reg.host}/bench/app:1`;
-
-    const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
-    const pull = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "pull", "--plain-http", src]);
-    const conv = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "convert", "--estargz", "--oci", src, `${src}-ctr`]);
-    const push = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "push", "--plain-http", `${src}-ctr`]);
-    const outOurs = await sizeOf(reg.url, "bench/app", "1-apparate");
-    const outTheirs = await sizeOf(reg.url, "bench/app", "1-ctr");
+    const none = { seconds: 0, peakRssMiB: 0, stdout: "" };
+    let [ours, pull, conv, push, outOurs, outTheirs] = [none, none, none, none, 0, 1];
+    if (!onlyBigLayer) {
+    await pushTestImage(reg.url, "bench/app", "1", [{ layers: blobs.map((blob) => ({ blob })) }]);
+    ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
+    pull = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "pull", "--plain-http", src]);
+    conv = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "convert", "--estargz", "--oci", src, `${src}-ctr`]);
+    push = await measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", "images", "push", "--plain-http", `${src}-ctr`]);
+    outOurs = await sizeOf(reg.url, "bench/app", "1-apparate");
+    outTheirs = await sizeOf(reg.url, "bench/app", "1-ctr");
+    }
 
     // 1 GiB layer: text-like files (compressible, as most layers are) and random ones.
     const big = join(dir, "big");
@@ -93,9 +97,10 @@ export async function convertBench(): Promise<ConvertBenchResult> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = await convertBench();
+  const onlyBig = process.argv.includes("big");
+  const r = await convertBench(onlyBig);
   console.log(JSON.stringify(r, null, 2));
   mkdirSync("bench", { recursive: true });
-  writeFileSync("bench/convert-results.json", JSON.stringify({ date: new Date().toISOString(), results: r }, null, 2) + "\n");
+  writeFileSync(onlyBig ? "bench/convert-1gib.json" : "bench/convert-results.json", JSON.stringify({ date: new Date().toISOString(), results: r }, null, 2) + "\n");
   process.exit(0);
 }
