@@ -9,7 +9,7 @@ import { parseReference } from "../../src/image/reference.js";
 import { imageCacheFor } from "../../src/mutate/image-cache-choice.js";
 import { placementConflict } from "../../src/mutate/placement.js";
 import type { PodLike } from "../../src/mutate/pod.js";
-import { matchRule, repositoryMayMatch } from "../../src/mutate/rules.js";
+import { conversionDecision, matchRule, repositoryMayMatch } from "../../src/mutate/rules.js";
 
 const KEY = "cloud.tencent.com/apparate";
 
@@ -40,6 +40,7 @@ describe("placementConflict: can the pod still land on a node labelled key=true?
     ["terms are ORed: one excluding term, one admitting", affinity([{ key: KEY, operator: "DoesNotExist" }], [{ key: KEY, operator: "Exists" }]), undefined],
     ["terms are ORed: both excluding", affinity([{ key: KEY, operator: "DoesNotExist" }], [{ key: KEY, operator: "In", values: ["no"] }]), `required node affinity excludes ${KEY}=true`],
     ["expressions are ANDed: one excluding is enough", affinity([{ key: "zone", operator: "In", values: ["a"] }, { key: KEY, operator: "NotIn", values: ["true"] }]), `required node affinity excludes ${KEY}=true`],
+    ["an affinity without nodeAffinity (pod affinity only)", { spec: { containers: [], affinity: { podAffinity: {} } } } as unknown as PodLike, undefined],
     ["preferred affinity never conflicts", { spec: { containers: [], affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: KEY, operator: "DoesNotExist" }] } }] } } } } as unknown as PodLike, undefined],
   ])("%s", (_name, pod, expected) => {
     expect(placementConflict(pod, KEY, "true")).toBe(expected);
@@ -84,6 +85,14 @@ describe("matchRule: registry allow-list, then rules by registry namespace, repo
     expect(repositoryMayMatch(domain, path, config)).toBe(expected);
   });
 
+  it("repositoryMayMatch: a rule without registry or namespace still needs the registry allowed", () => {
+    const loose = compileConfig({ acceleration: { registries: ["a.example"], rules: [{ repository: "app" }] } });
+    expect(repositoryMayMatch("a.example", "team/app", loose)).toBe(true);
+    expect(repositoryMayMatch("a.example", "app", loose)).toBe(true);
+    expect(repositoryMayMatch("b.example", "team/app", loose)).toBe(false);
+    expect(repositoryMayMatch("a.example", "team/web", loose)).toBe(false);
+  });
+
   it("repositoryMayMatch: disabled acceleration selects nothing; no rules select every repository", () => {
     expect(repositoryMayMatch("quay.io", "a/b", compileConfig({ acceleration: { enabled: false, registries: ["*"] } }))).toBe(false);
     expect(repositoryMayMatch("quay.io", "a/b", listed)).toBe(true);
@@ -123,6 +132,16 @@ describe("imageCacheFor: what a chosen cache writes on the pod", () => {
     expect(again.annotations[MATCH]).toBeDefined();
   });
 
+  it("a pod without metadata is chosen for like any other", () => {
+    expect(imageCacheFor({ spec: { containers: [] } } as PodLike, containers, view, NOW, config).decision.imcId).toBe("imc-web");
+  });
+
+  it("with matchMode most, the reason counts the images left out", () => {
+    const most = compileConfig({ imageCache: { enabled: true, matchMode: "most" } });
+    const out = imageCacheFor(pod(), [...containers, { kind: "containers", image: "redis:7" }], view, NOW, most);
+    expect(out.decision.reason).toBe("imc-web (web, 20 GiB) holds 2 of 3 images");
+  });
+
   it("a label already right is not written again", () => {
     expect(imageCacheFor(pod(undefined, { "apparate.io/image-cache": "used" }), containers, view, NOW, config).labels).toEqual({});
   });
@@ -147,6 +166,7 @@ describe("imageCacheFor: what a chosen cache writes on the pod", () => {
   it.each<[string, Record<string, string>, object | undefined]>([
     ["apparate's earlier choice (id) is kept as it is", { [MATCH]: '{"cache":"small","imcId":"imc-small"}', [USE]: "imc-small" }, { result: "used", reason: "imc-small (small) already chosen by apparate", cache: "small", imcId: "imc-small" }],
     ["apparate's earlier choice written as auto keeps the recorded id", { [MATCH]: '{"cache":"small","imcId":"imc-small"}', [USE]: "auto" }, { result: "used", reason: "imc-small (small) already chosen by apparate", cache: "small", imcId: "imc-small" }],
+    ["apparate's earlier choice with the id since changed by hand keeps the hand-written id", { [MATCH]: '{"cache":"small","imcId":"imc-small"}', [USE]: "imc-web" }, { result: "used", reason: "imc-small (small) already chosen by apparate", cache: "small", imcId: "imc-web" }],
     ["a broken record is decided again", { [MATCH]: "{not json", [USE]: "auto" }, undefined],
     ["a record without the cache name is decided again", { [MATCH]: '{"imcId":"imc-small"}', [USE]: "auto" }, undefined],
     ["a record without the id is decided again", { [MATCH]: '{"cache":"small"}', [USE]: "auto" }, undefined],
@@ -161,5 +181,23 @@ describe("imageCacheFor: what a chosen cache writes on the pod", () => {
       expect(out.decision.imcId).toBe("imc-web");
       expect(out.annotations[MATCH]).toContain('"cache":"web"');
     }
+  });
+});
+
+describe("conversionDecision: the guards before the rules", () => {
+  const config = compileConfig({ acceleration: { registries: ["*"] } });
+  it.each<[string, string, object]>([
+    ["a digest without a tag", `quay.io/org/app@sha256:${"a".repeat(64)}`, { convert: false, reason: "no tag: an accelerated image is named after the source's tag" }],
+    ["a tag and a digest: the tag names the variant", `quay.io/org/app:1@sha256:${"a".repeat(64)}`, { convert: true, rule: "registry *", target: { domain: "quay.io", path: "org/app", tag: "1-apparate" } }],
+    ["no tag means latest", "quay.io/org/app", { convert: true, rule: "registry *", target: { domain: "quay.io", path: "org/app", tag: "latest-apparate" } }],
+    ["tag + suffix exactly 128 characters", `quay.io/org/app:${"a".repeat(119)}`, { convert: true, rule: "registry *", target: { domain: "quay.io", path: "org/app", tag: `${"a".repeat(119)}-apparate` } }],
+    ["tag + suffix 129 characters", `quay.io/org/app:${"b".repeat(120)}`, { convert: false, reason: `tag ${"b".repeat(40)}… + -apparate would exceed 128 characters` }],
+  ])("%s", (_name, image, expected) => {
+    expect(conversionDecision(parseReference(image), config)).toEqual(expected);
+  });
+
+  it("acceleration disabled converts nothing, and says so", () => {
+    expect(conversionDecision(parseReference("quay.io/org/app:1"), compileConfig({ acceleration: { enabled: false, registries: ["*"] } })))
+      .toEqual({ convert: false, reason: "acceleration.enabled is false" });
   });
 });
