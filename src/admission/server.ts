@@ -45,14 +45,28 @@ function errorHandler(this: FastifyInstance, err: FastifyError, _req: unknown, r
 }
 
 export async function buildAdmissionServer(opts: ServerOptions): Promise<FastifyInstance<HttpsServer>> {
+  const a = opts.deps.config.admission;
   const app = Fastify({
-    https: secureContextOptions(opts.tls),
-    bodyLimit: opts.deps.config.admission.maxBodyBytes,
+    https: {
+      ...secureContextOptions(opts.tls),
+      // A TLS handshake that never finishes, headers sent a byte at a time, a body at
+      // 1 byte per 2 s: each would hold a connection for minutes with Node's defaults.
+      handshakeTimeout: a.idleTimeoutMs,
+      headersTimeout: Math.min(a.requestTimeoutMs, 60_000),
+      // Node checks requestTimeout/headersTimeout on this interval (30 s by default).
+      connectionsCheckingInterval: Math.min(1000, a.requestTimeoutMs),
+    } as never,
+    bodyLimit: a.maxBodyBytes,
     logger: false,
-    // Keep-alive longer than the API server's idle timeout avoids reset connections.
-    keepAliveTimeout: 75_000,
+    // Idle before or during a request (server.setTimeout); between requests the
+    // keep-alive timeout applies instead, longer than the API server's own idle timeout
+    // so that the API server closes first and never sends on a connection we closed.
+    connectionTimeout: a.idleTimeoutMs,
+    keepAliveTimeout: a.keepAliveTimeoutMs,
+    requestTimeout: a.requestTimeoutMs,
     return503OnClosing: true,
   }) as unknown as FastifyInstance<HttpsServer>;
+  app.server.maxConnections = a.maxConnections;
   app.setErrorHandler(errorHandler);
   await app.register(admissionRoutes(opts.deps));
   await app.register(opsRoutes(opts.deps, opts.readiness));

@@ -171,8 +171,11 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
       out.push({ walk, decision: decision(walk, img, img, "no-image", "container has no image", false) });
       continue;
     }
-    if (recorded[containerKey(walk.kind, walk.name)] !== undefined) {
-      out.push({ walk, decision: decision(walk, recorded[containerKey(walk.kind, walk.name)]!, img, "already-handled", "already handled by apparate", false) });
+    // Object.hasOwn: container names come from the pod, and "constructor" or "__proto__"
+    // would otherwise find Object.prototype's members and count as already handled.
+    const key = containerKey(walk.kind, walk.name);
+    if (Object.hasOwn(recorded, key) && typeof recorded[key] === "string") {
+      out.push({ walk, decision: decision(walk, recorded[key]!, img, "already-handled", "already handled by apparate", false) });
       continue;
     }
     let ref: ImageReference;
@@ -300,7 +303,8 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
   const annotations: Record<string, string> = {};
   let originalImages: Record<string, string> | undefined;
   if (changed.length > 0 && !isEphemeral) {
-    originalImages = { ...recordedOriginals(input.pod) };
+    // A prototype-less object: a container named "__proto__" is recorded like any other.
+    originalImages = Object.assign(Object.create(null) as Record<string, string>, recordedOriginals(input.pod));
     for (const d of changed) originalImages[containerKey(d.kind, d.name)] = d.original;
   }
   let placement: Placement | undefined;

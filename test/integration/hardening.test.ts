@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { spawn } from "node:child_process";
+import { connect as tlsConnect } from "node:tls";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,4 +185,45 @@ describe.skipIf(!registryAvailable)("faults", () => {
       await hung.stop();
     }
   }, 40_000);
+});
+
+describe("connections: idle and slow ones are closed, kept-alive ones are kept", () => {
+  let hook: TestWebhook;
+  beforeAll(async () => {
+    hook = await startWebhook({ acceleration: { registries: [REG] }, admission: { deadlineMs: 100, idleTimeoutMs: 1000, requestTimeoutMs: 2000, keepAliveTimeoutMs: 5000 } });
+  });
+  afterAll(async () => { await hook?.stop(); });
+  const port = () => Number(new URL(hook.url).port);
+  const closedAfter = (s: import("node:net").Socket) => new Promise<number>((r) => { const t0 = performance.now(); s.on("close", () => r(performance.now() - t0)); s.on("error", () => undefined); });
+
+  it("a TLS connection that sends nothing is closed after admission.idleTimeoutMs", async () => {
+    const s = tlsConnect({ host: "127.0.0.1", port: port(), ca: hook.ca, servername: "localhost" });
+    await new Promise((r) => s.once("secureConnect", r));
+    const ms = await closedAfter(s);
+    expect(ms).toBeGreaterThan(800);
+    expect(ms).toBeLessThan(3000);
+  });
+
+  it("a body sent at 1 byte per 200 ms is cut off by admission.requestTimeoutMs", async () => {
+    const s = tlsConnect({ host: "127.0.0.1", port: port(), ca: hook.ca, servername: "localhost" });
+    await new Promise((r) => s.once("secureConnect", r));
+    s.write("POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n");
+    const drip = setInterval(() => { if (!s.destroyed) s.write(" "); }, 200);
+    const ms = await closedAfter(s);
+    clearInterval(drip);
+    expect(ms).toBeGreaterThan(1500);
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it("a kept-alive connection outlives the idle timeout between requests (the API server's pool is kept)", async () => {
+    const dispatcher = new Agent({ connect: { ca: hook.ca }, keepAliveTimeout: 30_000, connections: 1 });
+    const post = async () => (await request(`${hook.url}/mutate`, { method: "POST", dispatcher, headers: { "content-type": "application/json" }, body: JSON.stringify(review(webPod())) })).body.dump();
+    let connects = 0;
+    dispatcher.on("connect", () => { connects++; });
+    await post();
+    await new Promise((r) => setTimeout(r, 2500));
+    await post();
+    expect(connects).toBe(1);
+    await dispatcher.close();
+  });
 });

@@ -198,3 +198,20 @@ describe("idempotency", () => {
     expect(applied).toEqual(patched);
   });
 });
+
+describe("names from the pod are data, not object keys", () => {
+  it.each(["constructor", "__proto__", "hasOwnProperty", "toString", "valueOf"])("a container named %s is accelerated and its original image recorded as its own key", (name) => {
+    const pod = webPod({ initContainers: [], containers: [{ name, image: `${REG}/team/web:1.4.2` }] });
+    const { p, patched, patch } = run(pod, [`${REG}/team/web:1.4.2-apparate`]);
+    expect(p.containers[0]!.outcome).toBe("accelerated");
+    expect(patched.spec!.containers![0]!.image).toBe(`${REG}/team/web:1.4.2-apparate`);
+    const recorded = JSON.parse(patched.metadata!.annotations!["apparate.io/original-images"]!);
+    expect(Object.hasOwn(recorded, name)).toBe(true);
+    expect(recorded[name]).toBe(`${REG}/team/web:1.4.2`);
+    // The patch carries the same record (applied by the API server, not by applyPlan).
+    const out = jsonpatch.applyPatch(structuredClone(pod), patch, true, false).newDocument as PodLike;
+    expect(Object.hasOwn(JSON.parse(out.metadata!.annotations!["apparate.io/original-images"]!), name)).toBe(true);
+    // Reinvocation: now it is already handled, by its own record.
+    expect(run(out, [`${REG}/team/web:1.4.2-apparate`]).p.containers[0]!.outcome).toBe("already-handled");
+  });
+});
