@@ -133,6 +133,28 @@ async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
   return answer;
 }
 
+// A log line stays small whatever the pod: a pod of 50,000 containers once wrote an
+// 11 MB line. The first few decisions in full, the rest as counts by outcome.
+const MAX_LOGGED_DECISIONS = 20;
+const MAX_LOGGED_STRING = 256;
+
+function clip(s: string): string {
+  return s.length > MAX_LOGGED_STRING ? s.slice(0, MAX_LOGGED_STRING - 1) + "…" : s;
+}
+
+function decisionsForLog(p: Plan): { decisions: object[]; outcomes?: Record<string, number>; decisionsOmitted?: number } {
+  // The reason of a plain swap repeats its image; it is kept for everything else.
+  // Notable decisions (those with a warning) first, so the line says what went wrong.
+  const ordered = p.containers.length > MAX_LOGGED_DECISIONS ? [...p.containers.filter((d) => d.warn), ...p.containers.filter((d) => !d.warn)] : p.containers;
+  const decisions = ordered.slice(0, MAX_LOGGED_DECISIONS).map((d) => (d.outcome === "accelerated"
+    ? { container: clip(d.name), kind: d.kind, outcome: d.outcome, image: clip(d.image) }
+    : { container: clip(d.name), kind: d.kind, outcome: d.outcome, image: clip(d.image), reason: clip(d.reason) }));
+  if (p.containers.length <= MAX_LOGGED_DECISIONS) return { decisions };
+  const outcomes: Record<string, number> = {};
+  for (const d of p.containers) outcomes[d.outcome] = (outcomes[d.outcome] ?? 0) + 1;
+  return { decisions, outcomes, decisionsOmitted: p.containers.length - MAX_LOGGED_DECISIONS };
+}
+
 export async function handleReview(body: unknown, deps: HandlerDeps): Promise<HandlerResult> {
   const { metrics, logger } = deps;
   const stop = metrics.admissionDuration.startTimer();
@@ -163,12 +185,9 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
     const notable = p.containers.some((d) => d.warn);
     if (notable || logger.isLevelEnabled("debug")) {
       logger[notable ? "info" : "debug"]({
-        uid, namespace, pod: pod.metadata?.name ?? pod.metadata?.generateName ?? "",
+        uid, namespace: clip(namespace), pod: clip(pod.metadata?.name ?? pod.metadata?.generateName ?? ""),
         dryRun: req.dryRun === true, result, skipped: p.skipped,
-        // The reason of a plain swap repeats its image; it is kept for everything else.
-        decisions: p.containers.map((d) => (d.outcome === "accelerated"
-          ? { container: d.name, kind: d.kind, outcome: d.outcome, image: d.image }
-          : { container: d.name, kind: d.kind, outcome: d.outcome, image: d.image, reason: d.reason })),
+        ...decisionsForLog(p),
         placement: p.placement?.mode, imageCache: p.imageCache?.result,
       }, "admission decided");
     }

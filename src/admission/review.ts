@@ -46,7 +46,7 @@ const reviewSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: false, strict: false });
+const ajv = new Ajv({ allErrors: false, strict: false, verbose: true });
 const validateReview = ajv.compile(reviewSchema);
 
 export function parseReview(body: unknown): AdmissionRequest {
@@ -67,7 +67,76 @@ export function isPodRequest(req: AdmissionRequest): boolean {
   return req.kind.kind === "Pod" && (req.kind.group ?? "") === "" && (!req.resource || req.resource.resource === "pods");
 }
 
-/** The pod of a Pod review, or a BadReviewError when the object is not a Pod. */
+// The fields of a Pod that the planner and the patch read, with the types they assume.
+// The API server rejects most wrong types itself; this is defence in depth, so only
+// these fields are checked (everything else passes through untouched), compiled once.
+const stringMap = { type: "object", additionalProperties: { type: "string" } } as const;
+const requirements = {
+  type: "array",
+  items: {
+    type: "object",
+    properties: { key: { type: "string" }, operator: { type: "string" }, values: { type: "array", items: { type: "string" } } },
+  },
+} as const;
+const term = { type: "object", properties: { matchExpressions: requirements, matchFields: requirements } } as const;
+const containers = {
+  type: "array",
+  items: {
+    type: "object", required: ["name"],
+    properties: { name: { type: "string" }, image: { type: "string" }, imagePullPolicy: { type: "string" } },
+  },
+} as const;
+const podSchema = {
+  type: "object",
+  properties: {
+    kind: { type: "string" },
+    metadata: {
+      type: "object",
+      properties: {
+        name: { type: "string" }, generateName: { type: "string" }, namespace: { type: "string" },
+        labels: stringMap, annotations: stringMap,
+      },
+    },
+    spec: {
+      type: "object",
+      properties: {
+        containers, initContainers: containers, ephemeralContainers: containers,
+        nodeSelector: stringMap,
+        imagePullSecrets: { type: "array", items: { type: "object", properties: { name: { type: "string" } } } },
+        affinity: {
+          type: "object",
+          properties: {
+            nodeAffinity: {
+              type: "object",
+              properties: {
+                requiredDuringSchedulingIgnoredDuringExecution: {
+                  type: "object", properties: { nodeSelectorTerms: { type: "array", items: term } },
+                },
+                preferredDuringSchedulingIgnoredDuringExecution: {
+                  type: "array",
+                  items: { type: "object", required: ["preference"], properties: { weight: { type: "integer" }, preference: term } },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+const validatePod = ajv.compile(podSchema);
+
+// A path names keys from the pod; bounded so that a hostile key cannot make the answer large.
+const MAX_PATH_LENGTH = 200;
+
+/** "spec.nodeSelector.disktype" from ajv's "/spec/nodeSelector/disktype", array indexes as [i]. */
+function dottedPath(instancePath: string): string {
+  const parts = instancePath.split("/").slice(1).map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const path = parts.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("");
+  return path.length > MAX_PATH_LENGTH ? path.slice(0, MAX_PATH_LENGTH - 1) + "…" : path;
+}
+
+/** The pod of a Pod review, or a BadReviewError naming the first field of the wrong type. */
 export function podOf(req: AdmissionRequest): PodLike {
   const o = req.object;
   if (o === null || typeof o !== "object" || Array.isArray(o)) {
@@ -75,24 +144,20 @@ export function podOf(req: AdmissionRequest): PodLike {
   }
   const pod = o as PodLike;
   if (pod.kind !== undefined && pod.kind !== "Pod") {
-    throw new BadReviewError("review-not-pod", `AdmissionReview request.object is a ${String(pod.kind)}, not a Pod`, req.uid);
+    throw new BadReviewError("review-not-pod", `AdmissionReview request.object is a ${String(pod.kind).slice(0, 64)}, not a Pod`, req.uid);
   }
-  const spec = pod.spec;
-  if (spec !== undefined && (spec === null || typeof spec !== "object" || Array.isArray(spec))) {
-    throw new BadReviewError("review-bad-pod", "AdmissionReview request.object.spec must be an object", req.uid);
-  }
-  for (const k of ["containers", "initContainers", "ephemeralContainers"] as const) {
-    const list = spec?.[k];
-    if (list === undefined) continue;
-    if (!Array.isArray(list) || list.some((c) => c === null || typeof c !== "object" || typeof c.name !== "string" || (c.image !== undefined && typeof c.image !== "string"))) {
-      throw new BadReviewError("review-bad-pod", `AdmissionReview request.object.spec.${k} must be a list of containers with string name and image`, req.uid);
-    }
-  }
-  const ann = pod.metadata?.annotations;
-  if (ann !== undefined && (ann === null || typeof ann !== "object" || Object.values(ann).some((v) => typeof v !== "string"))) {
-    throw new BadReviewError("review-bad-pod", "AdmissionReview request.object.metadata.annotations must map strings to strings", req.uid);
+  if (!validatePod(pod)) {
+    const e = validatePod.errors![0]!;
+    const missing = e.keyword === "required" ? `.${(e.params as { missingProperty: string }).missingProperty}` : "";
+    // ajv says "must be object" of arrays too; say what was found.
+    const found = e.keyword === "type" ? ` (found ${foundType(e.data)})` : "";
+    throw new BadReviewError("review-bad-pod", `AdmissionReview request.object${dottedPath(e.instancePath)}${missing}: ${e.message ?? "invalid"}${found}`, req.uid);
   }
   return pod;
+}
+
+function foundType(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "array" : typeof v;
 }
 
 export interface AdmissionResponseBody {

@@ -79,7 +79,7 @@ describe("errors: one line, exit 2 for usage and 1 for failures, no stack trace"
     const r = await run("explain", "-f", p, "--lookups", "absent", "--config", REWRITE_CONFIG, "--json");
     expect(r.code).toBe(1);
     const doc = JSON.parse(r.out) as { pods: Array<{ source: string; error?: string; plan?: { containers: Array<{ outcome: string }> } }> };
-    expect(doc.pods[0]).toMatchObject({ source: "Pod/bad", error: expect.stringMatching(/^pod\.spec\.containers must be/) });
+    expect(doc.pods[0]).toMatchObject({ source: "Pod/bad", error: expect.stringMatching(/^pod\.spec\.containers\[0\]: must be object \(found null\)/) });
     expect(doc.pods[1]!.plan!.containers[0]!.outcome).toBe("rewritten");
   });
 });
