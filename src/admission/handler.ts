@@ -7,7 +7,7 @@ import type { Metrics } from "../observability/metrics.js";
 import { encodePatch, toPatch } from "../mutate/patch.js";
 import { analysePod, plan, type Candidate, type Facts, type Plan, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
 import type { PodLike } from "../mutate/pod.js";
-import type { Credential, Keyring } from "../registry/credentials.js";
+import { Keyring, type Credential } from "../registry/credentials.js";
 import type { TagLookup } from "../registry/resolver.js";
 import type { LookupResult } from "../registry/result.js";
 import type { ImageCacheView } from "../imagecache/policy.js";
@@ -41,13 +41,16 @@ export interface HandlerResult { status: number; body: AdmissionResponseBody | {
 
 /**
  * The credentials a pod may use for a registry: its own pull secrets (from the informer
- * cache, looked up once per review) tried before the chart's imagePullSecretsCrs.
+ * cache, looked up once per review) tried before the chart's imagePullSecretsCrs. The pod's
+ * secrets form one keyring, as kubelet's MakeDockerKeyring builds it: the most specific key
+ * of any secret comes first, not the first secret's keys.
  */
-function credentialSource(pod: PodLike, namespace: string, deps: HandlerDeps): (domain: string, path: string) => Credential[] {
+export function credentialSource(pod: PodLike, namespace: string, deps: Pick<HandlerDeps, "config" | "pullSecrets" | "configuredKeyring">): (domain: string, path: string) => Credential[] {
   const keyrings: Keyring[] = [];
   if (deps.config.registry.usePodPullSecrets && deps.pullSecrets) {
     const names = (pod.spec?.imagePullSecrets ?? []).map((s) => s.name).filter((n): n is string => typeof n === "string" && n !== "");
-    if (names.length > 0) keyrings.push(...deps.pullSecrets.keyrings(namespace, names));
+    const own = names.length > 0 ? deps.pullSecrets.keyrings(namespace, names) : [];
+    if (own.length > 0) keyrings.push(Keyring.merged(own));
   }
   if (deps.configuredKeyring) keyrings.push(deps.configuredKeyring);
   return (domain, path) => keyrings.flatMap((k) => k.lookup(domain, path));

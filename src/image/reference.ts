@@ -22,8 +22,10 @@ const LEGACY_DEFAULT_DOMAIN = "index.docker.io";
 export const DEFAULT_TAG = "latest";
 export const MAX_NAME_LENGTH = 255;
 export const MAX_TAG_LENGTH = 128;
-// Longest legal input: name 255 + ":" + tag 128 + "@" + "sha512:" + 128 hex.
-const MAX_INPUT_LENGTH = MAX_NAME_LENGTH + 1 + MAX_TAG_LENGTH + 1 + 7 + 128;
+// Longest input worth parsing: a host (253-character DNS name, ":" and a 5-digit port) + "/" +
+// path 255 + ":" + tag 128 + "@" + "sha512:" + 128 hex. Longer inputs are refused unparsed.
+const MAX_DOMAIN_LENGTH = 253 + 1 + 5;
+const MAX_INPUT_LENGTH = MAX_DOMAIN_LENGTH + 1 + MAX_NAME_LENGTH + 1 + MAX_TAG_LENGTH + 1 + 7 + 128;
 
 const DIGEST_HEX_LENGTH: Readonly<Record<string, number>> = { sha256: 64, sha384: 96, sha512: 128 };
 
@@ -192,7 +194,8 @@ export function parseReference(input: string): ImageReference {
   if (tag !== undefined && !isValidTag(tag)) {
     fail("invalid-tag", tag.length > MAX_TAG_LENGTH ? `tag longer than ${MAX_TAG_LENGTH} characters` : `malformed tag ${JSON.stringify(tag)}`, input);
   }
-  if (domain.length + 1 + path.length > MAX_NAME_LENGTH) fail("name-too-long", `repository name longer than ${MAX_NAME_LENGTH} characters`, input);
+  // distribution/reference v0.6 counts the path only, not the domain (reference_test.go).
+  if (path.length > MAX_NAME_LENGTH) fail("name-too-long", `repository path longer than ${MAX_NAME_LENGTH} characters`, input);
   return { domain, path, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };
 }
 

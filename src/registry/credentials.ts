@@ -1,7 +1,9 @@
 // Registry credentials from docker config JSON (kubernetes.io/dockerconfigjson and
 // the legacy kubernetes.io/dockercfg), matched to an image the way kubelet's keyring
-// does: schemes ignored, ports must match, "*." globs per host label, path prefixes,
-// Docker Hub's "https://index.docker.io/v1/" key, longest key first, all matches kept.
+// does: schemes ignored, ports must match, "*." globs per host label, the key's path a
+// string prefix of the image's, longest key first, all matches kept, and Docker Hub's
+// "https://index.docker.io/v1/" key only as a fallback when no other key matches.
+// test/unit/kubelet-parity.test.ts cites the upstream test behind each rule.
 import { createHash } from "node:crypto";
 import { ApparateError } from "../errors.js";
 
@@ -17,8 +19,10 @@ export interface Credential {
 interface Entry { host: string; port: string; path: string; key: string; creds: Credential[] }
 
 const HUB_ALIASES = new Set(["index.docker.io", "registry-1.docker.io", "docker.io"]);
+// kubelet's defaultRegistryHost: its key is consulted only when nothing else matched.
+const HUB_FALLBACK_HOST = "index.docker.io";
 
-function splitKey(loc: string): { host: string; port: string; path: string } | undefined {
+function splitKey(loc: string): { host: string; port: string; path: string; fallback: boolean } | undefined {
   let v = loc.trim();
   v = v.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
   const slash = v.indexOf("/");
@@ -26,16 +30,25 @@ function splitKey(loc: string): { host: string; port: string; path: string } | u
   let path = slash < 0 ? "" : v.slice(slash);
   // docker treats /v1/ and /v2/ as the bare host (ResolveAuthConfig).
   if (path.startsWith("/v1/") || path.startsWith("/v2/")) path = path.slice(3);
+  // kubelet keeps the path as written ("/team/" is not "/team"); only "/" is the bare host.
   if (path === "/") path = "";
-  path = path.replace(/\/+$/, "");
   if (!hostport) return undefined;
   let host = hostport;
   let port = "";
   const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(hostport);
   if (m) { host = m[1]!; port = m[2] ?? ""; }
   hostport = host.toLowerCase();
+  const fallback = hostport === HUB_FALLBACK_HOST && port === "" && path === "";
   if (HUB_ALIASES.has(hostport)) hostport = "docker.io";
-  return { host: hostport, port, path };
+  return { host: hostport, port, path, fallback };
+}
+
+/** The image side of a match: no scheme and no /v1/ folding, just host, port and "/path". */
+function splitTarget(domain: string, path: string): { host: string; port: string; path: string } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(domain);
+  let host = (m ? m[1]! : domain).toLowerCase();
+  if (HUB_ALIASES.has(host)) host = "docker.io";
+  return { host, port: m?.[2] ?? "", path: path ? `/${path}` : "" };
 }
 
 /** Glob of one DNS label: "*" and "?" only, linear (no regex on user input). */
@@ -54,19 +67,52 @@ function labelMatch(glob: string, s: string): boolean {
 export interface DockerConfigJson { auths?: Record<string, DockerAuth>; [k: string]: unknown }
 interface DockerAuth { username?: string; password?: string; auth?: string; identitytoken?: string }
 
+// As kubelet's DockerConfigEntry.UnmarshalJSON: a non-empty `auth` overrides `username`
+// and `password`, and an empty username (base64(":token")) is a valid credential.
 function toCredential(a: DockerAuth, source: string): Credential | undefined {
-  if (a.username !== undefined && a.password !== undefined && a.username !== "") return { username: a.username, password: a.password, source };
-  if (a.auth) {
+  if (typeof a.auth === "string" && a.auth !== "") {
     const decoded = Buffer.from(a.auth, "base64").toString("utf8");
     const i = decoded.indexOf(":");
-    if (i > 0) return { username: decoded.slice(0, i), password: decoded.slice(i + 1), source };
+    return i < 0 ? undefined : { username: decoded.slice(0, i), password: decoded.slice(i + 1), source };
   }
-  return undefined;
+  const username = typeof a.username === "string" ? a.username : undefined;
+  const password = typeof a.password === "string" ? a.password : undefined;
+  if (username === undefined && password === undefined) return undefined;
+  return { username: username ?? "", password: password ?? "", source };
 }
 
 /** A set of docker config entries, matched like kubelet's BasicDockerKeyring. */
 export class Keyring {
   private readonly entries: Entry[] = [];
+  private readonly hubFallback: Credential[] = [];
+
+  /**
+   * One keyring from several, in order: how kubelet's MakeDockerKeyring adds all of a
+   * pod's pull secrets to one BasicDockerKeyring, so the most specific key of any secret
+   * wins and the Docker Hub fallback applies only when no secret has a matching key.
+   */
+  static merged(keyrings: readonly Keyring[]): Keyring {
+    if (keyrings.length === 1) return keyrings[0]!;
+    const k = new Keyring();
+    for (const r of keyrings) {
+      for (const e of r.entries) k.put(e, e.creds);
+      k.hubFallback.push(...r.hubFallback);
+    }
+    k.sort();
+    return k;
+  }
+
+  private put(parts: Omit<Entry, "key" | "creds">, creds: readonly Credential[]): void {
+    const key = `${parts.host}${parts.port ? ":" + parts.port : ""}${parts.path}`;
+    let e = this.entries.find((x) => x.key === key);
+    if (!e) { e = { host: parts.host, port: parts.port, path: parts.path, key, creds: [] }; this.entries.push(e); }
+    e.creds.push(...creds);
+  }
+
+  // Longest (most specific) keys first, as kubelet sorts its index in reverse.
+  private sort(): void {
+    this.entries.sort((x, y) => (x.key < y.key ? 1 : x.key > y.key ? -1 : 0));
+  }
 
   /** Adds the `auths` of a .dockerconfigjson, or the bare map of a legacy .dockercfg. */
   add(config: DockerConfigJson | Record<string, DockerAuth>, source: string): void {
@@ -78,21 +124,17 @@ export class Keyring {
       const parts = splitKey(loc);
       const cred = toCredential(a, source);
       if (!parts || !cred) continue;
-      const key = `${parts.host}${parts.port ? ":" + parts.port : ""}${parts.path}`;
-      let e = this.entries.find((x) => x.key === key);
-      if (!e) { e = { ...parts, key, creds: [] }; this.entries.push(e); }
-      e.creds.push(cred);
+      if (parts.fallback) this.hubFallback.push(cred);
+      else this.put(parts, [cred]);
     }
-    // Longest (most specific) keys first, as kubelet sorts its index in reverse.
-    this.entries.sort((x, y) => (x.key < y.key ? 1 : x.key > y.key ? -1 : 0));
+    this.sort();
   }
 
-  get size(): number { return this.entries.length; }
+  get size(): number { return this.entries.length + (this.hubFallback.length > 0 ? 1 : 0); }
 
   /** Credentials for `domain/path`, most specific first. */
   lookup(domain: string, path: string): Credential[] {
-    const t = splitKey(`${domain}/${path}`);
-    if (!t) return [];
+    const t = splitTarget(domain, path);
     const tLabels = t.host.split(".");
     const out: Credential[] = [];
     for (const e of this.entries) {
@@ -100,9 +142,11 @@ export class Keyring {
       const eLabels = e.host.split(".");
       if (eLabels.length !== tLabels.length) continue;
       if (!eLabels.every((g, i) => labelMatch(g, tLabels[i]!))) continue;
-      if (e.path && !(t.path === e.path || t.path.startsWith(e.path + "/"))) continue;
+      // A plain string prefix, as kubelet's urlsMatch: "/team" also matches "/teamx/web".
+      if (!t.path.startsWith(e.path)) continue;
       out.push(...e.creds);
     }
+    if (out.length === 0 && t.host === "docker.io" && t.port === "") return [...this.hubFallback];
     return out;
   }
 }

@@ -20,7 +20,8 @@ describe("keyring matching, as kubelet does", () => {
     ["docker.io", "library/nginx", ["hub"]],
     ["registry.example.com:5000", "team/web", ["port"]],
     ["registry.example.com", "team/web", ["team", "noport", "legacy"]],
-    ["registry.example.com", "teamx/web", ["noport", "legacy"]],
+    // kubelet matches a key's path as a string prefix (keyring_test.go TestDockerKeyringLookup "pongz").
+    ["registry.example.com", "teamx/web", ["team", "noport", "legacy"]],
     ["quay.tencentcloudcr.com", "coreos/etcd", ["wild"]],
     ["a.b.tencentcloudcr.com", "x", []],
     ["plain.example.com", "x/y", ["plain"]],
