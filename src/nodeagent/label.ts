@@ -66,18 +66,10 @@ export class NodeLabeler {
     // JSON merge patch: null removes the key.
     await this.core.patchNode({ name: this.node, body: { metadata: { labels: { [this.key]: on ? this.value : null } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     this.logger.info({ node: this.node, label: `${this.key}=${this.value}`, on, reason }, "node label changed");
-    const now = new Date();
-    await this.core.createNamespacedEvent({
-      namespace: "default",
-      body: {
-        metadata: { generateName: `${this.node}.apparate-`, namespace: "default" },
-        involvedObject: { apiVersion: "v1", kind: "Node", name: this.node, uid: this.node },
-        reason: on ? "ApparateReady" : "ApparateNotReady",
-        message: on ? `lazy loading ready: ${reason}; label ${this.key}=${this.value} set` : `lazy loading unavailable: ${reason}; label ${this.key} removed`,
-        type: on ? "Normal" : "Warning",
-        source: { component: "apparate-node-agent", host: this.node },
-        firstTimestamp: now, lastTimestamp: now, count: 1,
-      },
-    }).catch((e: Error) => this.logger.warn({ err: e.message }, "cannot emit node event"));
+    await this.event(
+      on ? "ApparateReady" : "ApparateNotReady",
+      on ? `lazy loading ready: ${reason}; label ${this.key}=${this.value} set` : `lazy loading unavailable: ${reason}; label ${this.key} removed`,
+      on ? "Normal" : "Warning",
+    ).catch((err: Error) => this.logger.warn({ err }, "cannot emit node event"));
   }
 }

@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
-# Builds the test-only lazy-loading snapshotter (test/nodeagent/snapshotter/main.go)
-# with Debian's Go and Debian's packaged stargz-snapshotter library, GOPATH mode.
+# Builds the test-only lazy-loading snapshotter (test/nodeagent/snapshotter/main.go).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-out=.tmp/bin/apparate-test-snapshotter
-src=test/nodeagent/snapshotter/main.go
-if [ -x "$out" ] && [ "$out" -nt "$src" ]; then exit 0; fi
-if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/containerd/stargz-snapshotter ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go golang-github-containerd-stargz-snapshotter-dev >/dev/null
-fi
-mkdir -p .tmp/bin .tmp/gocache
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$PWD/.tmp/gocache" go build -o "$out" "$src"
-echo "built $out"
+exec "$(dirname "$0")/build-go-tool.sh" .tmp/bin/apparate-test-snapshotter test/nodeagent/snapshotter/main.go
