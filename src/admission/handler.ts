@@ -141,8 +141,8 @@ async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
 const MAX_LOGGED_DECISIONS = 20;
 const MAX_LOGGED_STRING = 256;
 
-function clip(s: string): string {
-  return s.length > MAX_LOGGED_STRING ? s.slice(0, MAX_LOGGED_STRING - 1) + "…" : s;
+function clip(s: string, max = MAX_LOGGED_STRING): string {
+  return s.length > max ? s.slice(0, max - 1) + "…" : s;
 }
 
 function decisionsForLog(p: Plan): { decisions: object[]; outcomes?: Record<string, number>; decisionsOmitted?: number } {
@@ -208,7 +208,9 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
     // Our own trouble: fail open, never block the pod.
     metrics.reviews.inc({ result: "error" });
     stop({ outcome: "error" });
-    logger.error({ uid, err }, "admission failed; allowing the pod unchanged");
+    // An error's message may quote the pod (an image of any length): clipped, like the rest.
+    const e = err instanceof Error ? err : new Error(String(err));
+    logger.error({ uid, err: { type: e.name, message: clip(e.message, 1024), stack: clip(e.stack ?? "", 4096) } }, "admission failed; allowing the pod unchanged");
     return { status: 200, body: allowResponse(uid, undefined, [`apparate: internal error, pod left unchanged (${(err as Error).message})`]) };
   }
 }

@@ -164,3 +164,21 @@ describe("bounded log lines", () => {
     expect(decided.outcomes).toBeUndefined();
   });
 });
+
+describe("bounded log lines on the webhook's own trouble", () => {
+  const config = compileConfig({ acceleration: { registries: [REG] } });
+  // A bug that quotes 1 MB (say, an annotation's value) in its message.
+  const throwing: TagLookup = { peek: () => undefined, lookup: async (ref) => { throw new Error(`cannot look up ${ref.path}: ${"a".repeat(1_000_000)}`); } };
+
+  it("an internal error quoting 1 MB fails open and logs a line under 8 KiB", async () => {
+    const { logger, lines } = capture();
+    const pod: PodLike = { apiVersion: "v1", kind: "Pod", metadata: { name: "big" }, spec: { containers: [{ name: "app", image: `${REG}/team/web:1.4.2` }] } };
+    const r = await handleReview(review(pod), depsOf(config, throwing, logger));
+    expect(r.status).toBe(200);
+    const failed = lines.find((l) => l.includes("admission failed"));
+    // Control: the error did happen and was logged, with its message's beginning.
+    expect(failed).toBeDefined();
+    expect(failed).toContain("cannot look up team/web: aaaa");
+    for (const l of lines) expect(l.length).toBeLessThan(8 * 1024);
+  });
+});
