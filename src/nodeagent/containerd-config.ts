@@ -42,6 +42,8 @@ export interface HostTls { ca?: string; client?: string | [string, string]; skip
 export interface EditRecord {
   /** The file had schema version 1 and was migrated to 2. */
   migratedFromV1?: boolean;
+  /** Sections of that version-1 file containerd 1.x never read, left out of the migrated file (see migrateV1). */
+  ignoredV1?: string[];
   /** Values apparate overwrote (`null`: the key was absent). Paths are in the written schema. */
   previous: { path: string[]; value: unknown }[];
   /** Legacy registry tables apparate moved out (path in the written schema -> original table). */
@@ -146,14 +148,40 @@ export function v1PluginUri(id: string): string {
   return `${type}.${id}`;
 }
 
-/** Migrates a version-1 document to version 2 in place (plugins, disabled/required plugin lists). */
-export function migrateV1(doc: Table): void {
+/**
+ * Migrates a version-1 document to version 2 in place; returns what containerd 1.x
+ * never read in it. containerd 1.x looks a version-1 file's plugin sections and
+ * disabled plugins up by plugin ID only (services/server/config/config.go of 1.6:
+ * `Decode`: `id := p.URI(); if c.GetVersion() == 1 { id = p.ID }`, and
+ * `V1DisabledFilter` matches `r.ID`): a section named by its URI, such as
+ * `plugins."io.containerd.grpc.v1.cri"` next to `plugins.cri` (minikube's v1 files),
+ * is dead there. It is left out, because in a version-2 file it would count (and, named
+ * like the migrated `plugins.cri`, replace it). `containerd config dump` of 1.6.20 and
+ * 1.7.24 on such a file shows `plugins.cri` only.
+ */
+export function migrateV1(doc: Table): string[] {
+  const ignored: string[] = [];
   const plugins = doc.plugins as Table | undefined;
-  if (plugins) doc.plugins = Object.fromEntries(Object.entries(plugins).map(([k, v]) => [v1PluginUri(k), v]));
-  for (const k of ["disabled_plugins", "required_plugins"]) {
-    if (Array.isArray(doc[k])) doc[k] = doc[k].map((id: string) => v1PluginUri(id));
+  if (plugins) {
+    const out: Table = {};
+    for (const [k, v] of Object.entries(plugins)) {
+      if (k.includes(".")) ignored.push(`plugins.${JSON.stringify(k)}`);
+      else out[v1PluginUri(k)] = v;
+    }
+    doc.plugins = out;
+  }
+  if (Array.isArray(doc.disabled_plugins)) {
+    for (const id of doc.disabled_plugins as string[]) if (id.includes(".")) ignored.push(`disabled_plugins ${JSON.stringify(id)}`);
+    doc.disabled_plugins = (doc.disabled_plugins as string[]).filter((id) => !id.includes(".")).map(v1PluginUri);
+  }
+  if (Array.isArray(doc.required_plugins)) {
+    const uri = (doc.required_plugins as string[]).find((id) => id.includes("."));
+    // containerd 1.x matches required plugins by ID in a version-1 file: it would not start with this one.
+    if (uri) throw new ContainerdConfigError("config-v1-plugin", `version-1 config requires plugin ${JSON.stringify(uri)} by URI, which containerd 1.x matches by ID only (it does not start with it); cannot migrate it`, uri);
+    doc.required_plugins = (doc.required_plugins as string[]).map(v1PluginUri);
   }
   doc.version = 2;
+  return ignored;
 }
 
 /** Where CRI keeps the keys apparate sets, per schema. */
@@ -234,7 +262,12 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
   const name = o.snapshotterName ?? "stargz";
   const refuse = (reason: string, message: string): EditResult => ({ text, changed: false, record, hosts: [], hostsDir: o.certsDir, refused: { reason, message } });
 
-  if (have === 1 && want === 2) { migrateV1(doc); have = 2; record.migratedFromV1 = true; }
+  if (have === 1 && want === 2) {
+    const ignored = migrateV1(doc);
+    have = 2;
+    record.migratedFromV1 = true;
+    if (ignored.length > 0) record.ignoredV1 = ignored;
+  }
   if (have !== want) {
     throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${want}, the file has version ${have}`, have);
   }

@@ -153,6 +153,10 @@ export class Installer {
     for (const p of edit.record.previous) if (!state.record.previous.some((x) => same(x.path, p.path))) state.record.previous.push(p);
     for (const m of edit.record.moved) if (!state.record.moved.some((x) => same(x.path, m.path))) state.record.moved.push(m);
     if (edit.record.migratedFromV1) state.record.migratedFromV1 = true;
+    if (edit.record.ignoredV1 && !state.record.ignoredV1) {
+      state.record.ignoredV1 = edit.record.ignoredV1;
+      this.logger.warn({ config: target, ignored: edit.record.ignoredV1 }, "version-1 config: sections containerd 1.x never reads in a version-1 file are left out of the migrated file (the original stays in the backup)");
+    }
     state.legacyHosts = mergeHosts(state.legacyHosts, edit.hosts);
     state.hostsDir = edit.hostsDir;
     const hosts = mergeHosts(state.legacyHosts, configuredHosts(this.o.mirrors, new Set(this.o.plainHttp)));
