@@ -13,7 +13,9 @@ export async function converterMain(argv: readonly string[]): Promise<number> {
   const portText = (values.port as string | undefined) ?? process.env.PORT ?? "8080";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError("converter", `--port ${JSON.stringify(portText)} is not a port number`);
-  if (config.converter.mode === "job") throw new UsageError("converter", "converter.mode job is not available in this build; use inprocess");
+  if (config.converter.mode === "job" && !(process.env.KUBERNETES_SERVICE_HOST && process.env.POD_NAME)) {
+    throw new UsageError("converter", "converter.mode job creates Kubernetes Jobs: run it in a cluster (KUBERNETES_SERVICE_HOST and POD_NAME set), or use inprocess");
+  }
   const logger = createLogger({ name: "apparate-converter" });
   let kube: { kc: KubeConfig; namespace: string; podName: string } | undefined;
   if (process.env.KUBERNETES_SERVICE_HOST && process.env.POD_NAME) {

@@ -15,6 +15,8 @@ import { Metrics } from "../observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../registry/stack.js";
 import { LeaseClaims } from "./claim.js";
 import { type ConvertImage, engineFor } from "./engine.js";
+import { JobDispatcher } from "./job-dispatch.js";
+import type { JobSettings } from "./job-spec.js";
 import { ConverterMetrics } from "./metrics.js";
 import { RateLimiter } from "./rate-limit.js";
 import { type ReceiverSource, receiverRoutes } from "./receivers.js";
@@ -70,6 +72,35 @@ export interface StartOptions {
   kube?: { kc: KubeConfig; namespace: string; podName: string };
   /** Skip the timer (tests call rescan()). Default: scan at start and every rescanIntervalSeconds. */
   scanOnStart?: boolean;
+  /** Job mode: how often a replica at the Job cap looks again (tests shorten it). */
+  jobSlotPollMs?: number;
+}
+
+/** converter.job with its namespace resolved: the converter's own unless set. */
+export function jobSettings(config: Config, ownNamespace: string): JobSettings {
+  const j = config.converter.job;
+  return {
+    image: j.image, namespace: j.namespace || ownNamespace, serviceAccountName: j.serviceAccountName,
+    ttlSecondsAfterFinished: j.ttlSecondsAfterFinished, backoffLimit: j.backoffLimit, activeDeadlineSeconds: j.activeDeadlineSeconds,
+    cpuRequest: j.cpuRequest, memoryRequest: j.memoryRequest, memoryLimit: j.memoryLimit, ephemeralStorage: j.ephemeralStorage,
+    configMap: j.configMap, credentialsSecret: j.credentialsSecret, registryCaConfigMap: j.registryCaConfigMap, imagePullSecrets: [...j.imagePullSecrets],
+  };
+}
+
+/** The engine of converter.mode: this process (inprocess) or one Kubernetes Job per conversion (job). */
+function engineOf(o: StartOptions, stack: RegistryStack): ConvertImage {
+  const { config } = o;
+  if (config.converter.mode !== "job") return engineFor(stack, config);
+  if (!o.kube) throw new ConfigError("config-invalid", "converter.mode job needs the Kubernetes API (run in a cluster: KUBERNETES_SERVICE_HOST and POD_NAME set)", "job");
+  const settings = jobSettings(config, o.kube.namespace);
+  if (!settings.image) throw new ConfigError("config-invalid", "converter.job.image is empty: job mode runs apparate convert from that image", settings.image);
+  if (!settings.configMap) throw new ConfigError("config-invalid", "converter.job.configMap is empty: the Job reads its configuration from it", settings.configMap);
+  const reader = new HttpRegistryReader({ send: authorizedSend(stack), origin: (r) => stack.client.origin(r) });
+  const wait = config.converter.job.waitSeconds;
+  return new JobDispatcher({
+    kc: o.kube.kc, settings, maxActive: config.converter.concurrency, reader, logger: o.logger,
+    ...(wait > 0 ? { waitTimeoutMs: wait * 1000 } : {}), ...(o.jobSlotPollMs ? { slotPollMs: o.jobSlotPollMs } : {}),
+  }).convert;
 }
 
 /** The Warning Event of a failed conversion, on the converter's Pod. Deterministic name: replicas do not repeat it. */
@@ -95,7 +126,7 @@ export async function startConverter(o: StartOptions): Promise<ConverterHandle> 
   const cm = new ConverterMetrics(registry, () => ({ queued: converter?.queue.depth ?? 0, running: converter?.queue.active ?? 0 }));
   const core = o.kube ? o.kube.kc.makeApiClient(CoreV1Api) : undefined;
   converter = new Converter({
-    config, convert: o.convert ?? engineFor(stack, config), metrics: cm, logger,
+    config, convert: o.convert ?? engineOf(o, stack), metrics: cm, logger,
     ...(o.kube ? { claims: new LeaseClaims(o.kube.kc, o.kube.namespace, o.kube.podName) } : {}),
     onFailure: (rec) => {
       if (!core || !o.kube) return;

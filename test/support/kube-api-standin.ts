@@ -3,7 +3,10 @@
 // that speaks the real REST and watch protocol for the resources apparate uses:
 // get, list (label/field selectors), watch (resourceVersion, bookmarks, 410 Gone),
 // create, update (409 on a stale resourceVersion), patch (JSON, merge, strategic for
-// lists keyed by name), delete. It can go away and come back on the same port.
+// lists keyed by name), delete (propagationPolicy: Foreground shows deletionTimestamp
+// first, as the garbage collector does). batch/v1 Jobs get the API server's defaults
+// and name rule; the test's job controller (job-controller.ts) plays the Job
+// controller. It can go away and come back on the same port.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
@@ -25,8 +28,41 @@ export const BUILTIN_TYPES: ResourceType[] = [
   { group: "apps", version: "v1", plural: "daemonsets", kind: "DaemonSet", namespaced: true, generation: true },
   { group: "admissionregistration.k8s.io", version: "v1", plural: "mutatingwebhookconfigurations", kind: "MutatingWebhookConfiguration", namespaced: false },
   { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true },
+  { group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true, generation: true },
   { group: "eks.cloud.tencent.com", version: "v1", plural: "imagecaches", kind: "ImageCache", namespaced: false },
 ];
+
+/** A DNS-1123 label (RFC 1123), as the API server checks names that become label values. */
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** What kube-apiserver refuses in a Job or fills in (pkg/apis/batch validation and defaults, the parts apparate relies on). */
+function admitJob(o: Obj): string | undefined {
+  const name = o.metadata.name as string;
+  // The Job's name becomes the job-name label of its pods: at most 63 characters.
+  if (name.length > 63 || !DNS1123_LABEL.test(name)) return `metadata.name: Invalid value: "${name}": must be no more than 63 characters and a lowercase RFC 1123 label`;
+  const spec = o.spec ?? {};
+  const pod = spec.template?.spec;
+  if (!pod?.containers?.length) return "spec.template.spec.containers: Required value";
+  if (pod.restartPolicy !== "Never" && pod.restartPolicy !== "OnFailure") return `spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"`;
+  if (spec.podFailurePolicy && pod.restartPolicy !== "Never") return `spec.template.spec.restartPolicy: Invalid value: "${pod.restartPolicy}": only "Never" is supported when podFailurePolicy is specified`;
+  for (const [i, r] of (spec.podFailurePolicy?.rules ?? []).entries()) {
+    if (!["FailJob", "Ignore", "Count", "FailIndex"].includes(r.action)) return `spec.podFailurePolicy.rules[${i}].action: Unsupported value: "${r.action}"`;
+    if (r.onExitCodes?.values?.includes(0)) return `spec.podFailurePolicy.rules[${i}].onExitCodes.values: Invalid value: 0: must not be 0 for the In operator`;
+  }
+  const uid = o.metadata.uid ?? randomUUID();
+  o.metadata.uid = uid;
+  const labels = { "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name, "controller-uid": uid, "job-name": name };
+  spec.selector ??= { matchLabels: { "batch.kubernetes.io/controller-uid": uid } };
+  spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...labels } };
+  spec.parallelism ??= 1;
+  spec.completions ??= 1;
+  spec.backoffLimit ??= 6;
+  spec.completionMode ??= "NonIndexed";
+  spec.suspend ??= false;
+  o.spec = spec;
+  o.status ??= {};
+  return undefined;
+}
 
 interface Watcher { res: ServerResponse; type: ResourceType; ns?: string; match: (o: Obj) => boolean; bookmarks?: NodeJS.Timeout }
 
@@ -85,6 +121,9 @@ export class KubeApiStandIn {
   bookmarkIntervalMs = 200;
   /** Watches answered with 410 Gone. */
   goneCount = 0;
+  /** Deletes made through the API, with their propagation policy (query or DeleteOptions body). */
+  readonly deletions: Array<{ plural: string; namespace?: string; name: string; propagationPolicy?: string }> = [];
+  private readonly listeners = new Set<(type: "ADDED" | "MODIFIED" | "DELETED", plural: string, object: Obj) => void>();
 
   constructor(extraTypes: ResourceType[] = [], private readonly tls?: { cert: string; key: string }) {
     this.types = [...BUILTIN_TYPES, ...extraTypes];
@@ -132,6 +171,12 @@ export class KubeApiStandIn {
       currentContext: "standin",
     });
     return kc;
+  }
+
+  /** Every change, in order, as it happens (a test-side controller reacts to them). Returns the unsubscribe. */
+  onChange(fn: (type: "ADDED" | "MODIFIED" | "DELETED", plural: string, object: Obj) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   // ---- direct access for test setup and assertions (same effects as the API) ----
@@ -196,6 +241,7 @@ export class KubeApiStandIn {
     const h = this.history.get(this.typeKey(t))!;
     h.push(ev);
     if (h.length > 1000) h.shift();
+    for (const l of this.listeners) l(ev.type, t.plural, structuredClone(ev.object));
     for (const w of this.watchers) {
       if (w.type !== t) continue;
       if (w.ns && ev.object.metadata.namespace !== w.ns) continue;
@@ -267,6 +313,10 @@ export class KubeApiStandIn {
           const key = this.objKey(t, o.metadata.namespace, o.metadata.name);
           if (bucket.has(key)) { this.send(res, 409, status(409, "AlreadyExists", `${t.plural} "${o.metadata.name}" already exists`)); return; }
           delete o.metadata.resourceVersion;
+          if (t.group === "batch" && t.plural === "jobs") {
+            const invalid = admitJob(o);
+            if (invalid) { this.send(res, 422, status(422, "Invalid", `Job.batch "${o.metadata.name}" is invalid: ${invalid}`)); return; }
+          }
           this.send(res, 201, this.write(t, key, o, "ADDED"));
           return;
         }
@@ -303,6 +353,19 @@ export class KubeApiStandIn {
           const key = this.objKey(t, ns, name!);
           const cur = bucket.get(key);
           if (!cur) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
+          const opts = (await this.body(req)) as { propagationPolicy?: string } | undefined;
+          const policy = u.searchParams.get("propagationPolicy") ?? opts?.propagationPolicy ?? undefined;
+          if (policy !== undefined && !["Foreground", "Background", "Orphan"].includes(policy)) {
+            this.send(res, 400, status(400, "BadRequest", `propagationPolicy: Unsupported value: "${policy}": supported values: "Foreground", "Background", "Orphan"`)); return;
+          }
+          this.deletions.push({ plural: t.plural, ...(ns ? { namespace: ns } : {}), name: name!, ...(policy ? { propagationPolicy: policy } : {}) });
+          if (policy === "Foreground") {
+            // The garbage collector's foreground deletion: marked first, gone when its dependents are.
+            const marked = this.write(t, key, { ...cur, metadata: { ...cur.metadata, deletionTimestamp: new Date().toISOString().replace(/\.\d+Z$/, "Z"), finalizers: [...(cur.metadata.finalizers ?? []), "foregroundDeletion"] } }, "MODIFIED");
+            setImmediate(() => this.remove(t.plural, name!, ns, t.group));
+            this.send(res, 200, marked);
+            return;
+          }
           this.remove(t.plural, name!, ns, t.group);
           this.send(res, 200, cur);
           return;
