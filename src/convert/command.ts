@@ -106,6 +106,7 @@ function logObserver(): ConvertObserver {
   const started = new Map<string, number>();
   return {
     layerStart(ev) { started.set(ev.label, Date.now()); log.info({ layer: ev.label, source: ev.digest, bytes: ev.size }, "converting layer"); },
+    layerNotEstargz(ev, reason) { log.warn({ layer: ev.label, source: ev.digest, reason }, "layer annotated as eStargz is not one: converting it"); },
     layerDone(ev, o) {
       const ms = Date.now() - (started.get(ev.label) ?? Date.now());
       log.info({ layer: ev.label, source: ev.digest, digest: o.digest, bytesIn: ev.size, bytesOut: o.size, copied: o.copied, ms }, o.copied ? "layer already eStargz, copied" : "layer converted");

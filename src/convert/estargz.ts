@@ -10,9 +10,13 @@
 // Gzip and gunzip run on libuv's thread pool (Node's async zlib), hashes on the caller's.
 import { createHash, type Hash } from "node:crypto";
 import { once } from "node:events";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createGunzip, createGzip, type Gzip } from "node:zlib";
 import { ApparateError } from "../errors.js";
 import { ByteReader, TarReader, type TarHeader } from "./tar.js";
+import { TocSpill } from "./toc-spill.js";
 
 export class ConvertError extends ApparateError {}
 
@@ -38,6 +42,8 @@ export interface WriterOptions {
   label?: string;
   /** Called with (compressed bytes read, bytes written) as the conversion goes. */
   onProgress?: (read: number, written: number) => void;
+  /** Paths to put first, behind `.prefetch.landmark` (any of "a/b", "/a/b", "./a/b"). */
+  prefetch?: readonly string[];
 }
 
 export interface ConvertedLayer {
@@ -53,6 +59,8 @@ export interface ConvertedLayer {
   sourceSize: number;
   sourceDiffID: string;
   entries: number;
+  /** Entries placed before the landmark (prioritised files and their directories). */
+  prefetched: number;
 }
 
 /** One TOC entry, fields in the order Go's estargz.TOCEntry marshals them. */
@@ -78,7 +86,6 @@ export interface TocEntry {
   chunkDigest?: string;
 }
 
-const sha256 = (b: Buffer | string) => "sha256:" + createHash("sha256").update(b).digest("hex");
 const hexOf = (h: Hash) => "sha256:" + h.digest("hex");
 
 /** Go's path.Clean("/"+name) without the leading slash: how estargz compares names. */
@@ -136,10 +143,17 @@ export function parseFooter(b: Buffer): number | undefined {
 
 /** Go's json.MarshalIndent(toc, "", "\t"): tab indents, HTML-escaped <, >, &, U+2028/9. */
 export function tocJson(entries: readonly TocEntry[]): Buffer {
-  const text = JSON.stringify({ version: 1, entries }, null, "\t")
+  return Buffer.from(TOC_JSON_HEAD + entries.map(entryJson).join(",\n") + TOC_JSON_TAIL, "utf8");
+}
+
+const TOC_JSON_HEAD = '{\n\t"version": 1,\n\t"entries": [\n';
+const TOC_JSON_TAIL = "\n\t]\n}";
+
+/** One entry as MarshalIndent renders it at depth 2 of {"version":1,"entries":[…]}. */
+export function entryJson(e: TocEntry): string {
+  return ("\t\t" + JSON.stringify(e, null, "\t").replace(/\n/g, "\n\t\t"))
     .replace(/</g, "\\u003c").replace(/>/g, "\\u003e").replace(/&/g, "\\u0026")
     .replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
-  return Buffer.from(text, "utf8");
 }
 
 /** Go's formatModtime: RFC 3339 UTC rounded to the second, omitted for the zero time / epoch. */
@@ -166,7 +180,8 @@ class CountingSink {
 class Members {
   private gz: Gzip | undefined;
   private pump: Promise<void> | undefined;
-  readonly diff = createHash("sha256");
+  /** Assignable: a later part of the blob continues the hash of the parts before it. */
+  diff = createHash("sha256");
   uncompressed = 0;
 
   constructor(private readonly out: CountingSink, private readonly level: number) {}
@@ -198,175 +213,308 @@ class Members {
   }
 }
 
-interface Pending { indices: number[] }
+/** A temporary file that a part of the blob is written to before assembly (prefetch mode). */
+class FileSink implements Sink {
+  readonly fd: number;
+  n = 0;
+  constructor(readonly path: string) { this.fd = openSync(path, "w+"); }
+  async write(b: Buffer): Promise<void> {
+    let done = 0;
+    while (done < b.length) done += writeSync(this.fd, b, done, b.length - done, this.n + done);
+    this.n += b.length;
+  }
+  /** The file's bytes in order, 1 MiB at a time. */
+  async *read(): AsyncGenerator<Buffer> {
+    for (let at = 0; at < this.n;) {
+      const b = Buffer.alloc(Math.min(1 << 20, this.n - at));
+      const got = readSync(this.fd, b, 0, b.length, at);
+      if (got === 0) break;
+      at += got;
+      yield b.subarray(0, got);
+    }
+  }
+  close(): void { try { closeSync(this.fd); } catch { /* closed */ } }
+}
+
+/** Where the entries go: 0 the prioritised files, 1 the landmark, 2 everything else. */
+const PART_PREFETCH = 0, PART_LANDMARK = 1, PART_REST = 2;
+
+/** Every ancestor directory of each name (clean names): they move with the prioritised files. */
+function ancestorsOf(names: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const n of names) {
+    for (let i = n.lastIndexOf("/"); i > 0; i = n.lastIndexOf("/", i - 1)) out.add(n.slice(0, i));
+  }
+  return out;
+}
 
 /**
  * Converts one gzip (or plain) tar layer to eStargz, writing the blob to `sink`.
  * Throws ConvertError / TarError naming the layer and the entry on bad input.
+ *
+ * Memory does not grow with the number of entries: TOC entries are spilled to a
+ * temporary file as they are made (TocSpill) and the TOC is streamed from it at the end.
+ * With `prefetch`, the prioritised files (and their parent directories) are written to a
+ * temporary file while the rest goes to another; the blob is assembled from the two
+ * around `.prefetch.landmark`, as ctr-remote's optimize lays it out.
  */
 export async function convertLayer(source: AsyncIterable<Buffer>, sink: Sink, opts: WriterOptions = {}): Promise<ConvertedLayer> {
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   const level = opts.level ?? 9;
   const label = opts.label ?? "layer";
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new ConvertError("chunk-size", `chunk size must be a positive integer, not ${chunkSize}`, chunkSize);
+  const wanted = new Set((opts.prefetch ?? []).map(cleanEntryName).filter((n) => n !== ""));
+  const wantedDirs = ancestorsOf(wanted);
+  const prefetchMode = wanted.size > 0;
 
   let read = 0;
   const out = new CountingSink(sink, opts.onProgress ? (n) => opts.onProgress!(read, n) : undefined);
-  const members = new Members(out, level);
-  const sourceHash = createHash("sha256");
-  const sourceDiff = createHash("sha256");
+  const spill = new TocSpill(cleanEntryName);
+  const tmp = prefetchMode ? mkdtempSync(join(tmpdir(), "apparate-prefetch-")) : undefined;
+  const preFile = tmp ? new FileSink(join(tmp, "prefetch")) : undefined;
+  const restFile = tmp ? new FileSink(join(tmp, "rest")) : undefined;
+  try {
+    const sourceHash = createHash("sha256");
+    const sourceDiff = createHash("sha256");
 
-  // Source bytes: hashed as read; gunzipped when they start with the gzip magic.
-  const counted = (async function* () {
-    for await (const c of source) {
-      const b = Buffer.isBuffer(c) ? c : Buffer.from(c);
-      read += b.length;
-      sourceHash.update(b);
-      yield b;
-    }
-  })();
-  const head = await counted.next();
-  const first = head.done ? Buffer.alloc(0) : head.value;
-  const rest = (async function* () { if (first.length) yield first; yield* counted; })();
-  const gzipped = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
-  let plain: AsyncIterable<Buffer>;
-  if (gzipped) {
-    const gunzip = createGunzip();
-    // Errors reach the reader through the async iterator; this keeps a late one (after
-    // the reader stopped) from becoming an unhandled 'error' event.
-    gunzip.on("error", () => undefined);
-    const feed = (async () => {
-      try {
-        for await (const b of rest) if (!gunzip.write(b)) await once(gunzip, "drain");
-        gunzip.end();
-      } catch (err) { gunzip.destroy(err as Error); }
-    })();
-    feed.catch(() => undefined);
-    plain = (async function* () {
-      try {
-        for await (const b of gunzip) { sourceDiff.update(b as Buffer); yield b as Buffer; }
-      } catch (err) {
-        throw new ConvertError("gzip", `${label}: the source blob is not valid gzip (${(err as Error).message})`, label, { cause: err });
+    // Source bytes: hashed as read; gunzipped when they start with the gzip magic.
+    const counted = (async function* () {
+      for await (const c of source) {
+        const b = Buffer.isBuffer(c) ? c : Buffer.from(c);
+        read += b.length;
+        sourceHash.update(b);
+        yield b;
       }
-      await feed;
     })();
-  } else {
-    plain = (async function* () { for await (const b of rest) { sourceDiff.update(b); yield b; } })();
-  }
-
-  const reader = new ByteReader(plain);
-  const tar = new TarReader(reader, label);
-  const entries: TocEntry[] = [];
-  // Name -> indices of its entries in `entries` (a regular file's chunks included).
-  const byName = new Map<string, Pending>();
-  let count = 0;
-
-  const addRegular = async (header: TarHeader, raw: Buffer, payload: () => Promise<Buffer | undefined>, xattrsOf: TocEntry["xattrs"]) => {
-    await members.write(raw);
-    const ent = baseEntry(header, xattrsOf);
-    const indices: number[] = [];
-    const fileHash = createHash("sha256");
-    let written = 0;
-    let current: TocEntry = ent;
-    let carry: Buffer | undefined;
-    while (written < header.size) {
-      const remain = header.size - written;
-      const thisChunk = Math.min(chunkSize, remain);
-      if (remain >= chunkSize) current.chunkSize = chunkSize;
-      await members.close();
-      current.offset = members.compressedOffset;
-      if (written > 0) current.chunkOffset = written;
-      const chunkHash = createHash("sha256");
-      let got = 0;
-      while (got < thisChunk) {
-        let b = carry ?? (await payload());
-        carry = undefined;
-        if (!b) throw new ConvertError("tar-truncated", `${label}: entry ${JSON.stringify(header.name)} ends early`, header.name);
-        if (b.length > thisChunk - got) { carry = b.subarray(thisChunk - got); b = b.subarray(0, thisChunk - got); }
-        chunkHash.update(b);
-        fileHash.update(b);
-        await members.write(b);
-        got += b.length;
-      }
-      current.chunkDigest = hexOf(chunkHash);
-      // Fields in Go's order: chunkSize and chunkDigest after chunkOffset.
-      indices.push(entries.push(reorder(current)) - 1);
-      written += thisChunk;
-      current = { name: header.name, type: "chunk" };
-    }
-    ent.digest = hexOf(fileHash);
-    if (indices.length === 0) indices.push(entries.push(reorder(ent)) - 1);
-    else entries[indices[0]!] = reorder(ent);
-    return indices;
-  };
-
-  // The landmark first: no prioritised files.
-  const landmark = ustarHeader(NO_PREFETCH_LANDMARK, 1);
-  const landmarkHeader: TarHeader = { name: NO_PREFETCH_LANDMARK, type: "reg", mode: 0, uid: 0, gid: 0, uname: "", gname: "", size: 1, mtime: 0, linkname: "", devmajor: 0, devminor: 0, pax: {}, xattrs: {} };
-  let landmarkSent = false;
-  await addRegular(landmarkHeader, landmark, async () => { if (landmarkSent) return undefined; landmarkSent = true; return Buffer.from([LANDMARK_CONTENTS]); }, undefined);
-  await members.write(Buffer.alloc(511));
-
-  for (;;) {
-    const e = await tar.next();
-    if (!e) break;
-    const h = e.header;
-    const clean = cleanEntryName(h.name);
-    if (clean === TOC_NAME || clean === NO_PREFETCH_LANDMARK || clean === PREFETCH_LANDMARK) {
-      // A layer made eStargz before: its TOC and landmark are rebuilt, not copied.
-      while (await tar.readPayload(1 << 20)) { /* drop */ }
-      await tar.readPadding(e.payloadSize);
-      continue;
-    }
-    count++;
-    const xattrs = Object.keys(h.xattrs).length ? Object.fromEntries(Object.keys(h.xattrs).sort().map((k) => [k, h.xattrs[k]!.toString("base64")])) : undefined;
-    let indices: number[];
-    if (h.type === "reg") {
-      indices = await addRegular(h, e.raw, () => tar.readPayload(1 << 20), xattrs);
-      await members.write(await tar.readPadding(h.size));
+    const head = await counted.next();
+    const first = head.done ? Buffer.alloc(0) : head.value;
+    const rest = (async function* () { if (first.length) yield first; yield* counted; })();
+    const gzipped = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+    let plain: AsyncIterable<Buffer>;
+    if (gzipped) {
+      const gunzip = createGunzip();
+      // Errors reach the reader through the async iterator; this keeps a late one (after
+      // the reader stopped) from becoming an unhandled 'error' event.
+      gunzip.on("error", () => undefined);
+      const feed = (async () => {
+        try {
+          for await (const b of rest) if (!gunzip.write(b)) await once(gunzip, "drain");
+          gunzip.end();
+        } catch (err) { gunzip.destroy(err as Error); }
+      })();
+      feed.catch(() => undefined);
+      plain = (async function* () {
+        try {
+          for await (const b of gunzip) { sourceDiff.update(b as Buffer); yield b as Buffer; }
+        } catch (err) {
+          throw new ConvertError("gzip", `${label}: the source blob is not valid gzip (${(err as Error).message})`, label, { cause: err });
+        }
+        await feed;
+      })();
     } else {
-      await members.write(e.raw);
-      const ent = baseEntry(h, xattrs);
-      indices = [entries.push(reorder(ent)) - 1];
+      plain = (async function* () { for await (const b of rest) { sourceDiff.update(b); yield b; } })();
     }
-    // A name seen before: extraction keeps the last one, so the TOC does too.
-    const prev = byName.get(clean);
-    if (prev) for (const i of prev.indices) entries[i] = undefined as unknown as TocEntry;
-    byName.set(clean, { indices });
+
+    const reader = new ByteReader(plain);
+    const tar = new TarReader(reader, label);
+    // Without prefetch everything streams to the sink, landmark first; with it, the two
+    // parts go to their files and the landmark is made at assembly.
+    const restMembers = new Members(restFile ? new CountingSink(restFile) : out, level);
+    const preMembers = preFile ? new Members(new CountingSink(preFile), level) : undefined;
+    let count = 0;
+    let prefetched = 0;
+
+    /** Writes a regular file's header and payload into `members`; spills its entries. */
+    const addRegular = async (members: Members, part: number, header: TarHeader, raw: Buffer, payload: () => Promise<Buffer | undefined>, xattrsOf: TocEntry["xattrs"]): Promise<number> => {
+      await members.write(raw);
+      const ent = baseEntry(header, xattrsOf);
+      const made: TocEntry[] = [];
+      const fileHash = createHash("sha256");
+      let written = 0;
+      let current: TocEntry = ent;
+      let carry: Buffer | undefined;
+      while (written < header.size) {
+        const remain = header.size - written;
+        const thisChunk = Math.min(chunkSize, remain);
+        if (remain >= chunkSize) current.chunkSize = chunkSize;
+        await members.close();
+        current.offset = members.compressedOffset;
+        if (written > 0) current.chunkOffset = written;
+        const chunkHash = createHash("sha256");
+        let got = 0;
+        while (got < thisChunk) {
+          let b = carry ?? (await payload());
+          carry = undefined;
+          if (!b) throw new ConvertError("tar-truncated", `${label}: entry ${JSON.stringify(header.name)} ends early`, header.name);
+          if (b.length > thisChunk - got) { carry = b.subarray(thisChunk - got); b = b.subarray(0, thisChunk - got); }
+          chunkHash.update(b);
+          fileHash.update(b);
+          await members.write(b);
+          got += b.length;
+        }
+        current.chunkDigest = hexOf(chunkHash);
+        made.push(current);
+        written += thisChunk;
+        current = { name: header.name, type: "chunk" };
+      }
+      ent.digest = hexOf(fileHash);
+      if (made.length === 0) made.push(ent);
+      const head = spill.add(reorder(made[0]!), part, made.length);
+      for (const c of made.slice(1)) spill.add(reorder(c), part);
+      return head;
+    };
+
+    const landmarkEntry = (name: string): TarHeader => ({ name, type: "reg", mode: 0, uid: 0, gid: 0, uname: "", gname: "", size: 1, mtime: 0, linkname: "", devmajor: 0, devminor: 0, pax: {}, xattrs: {} });
+    const addLandmark = async (members: Members, name: string) => {
+      let sent = false;
+      await addRegular(members, PART_LANDMARK, landmarkEntry(name), ustarHeader(name, 1), async () => { if (sent) return undefined; sent = true; return Buffer.from([LANDMARK_CONTENTS]); }, undefined);
+      await members.write(Buffer.alloc(511));
+    };
+    if (!prefetchMode) await addLandmark(restMembers, NO_PREFETCH_LANDMARK);
+
+    // Hard links by the entry they resolve to: when that entry's name is replaced later in
+    // the layer, extraction keeps the links on the old file, so the TOC must too.
+    const linksTo = new Map<number, number[]>();
+    const retire = (prev: number) => {
+      const links = (linksTo.get(prev) ?? []).filter((l) => !spill.isDropped(l));
+      linksTo.delete(prev);
+      if (links.length === 0) { spill.drop(prev); return; }
+      const old = spill.entry(prev);
+      if (old.type === "hardlink") {
+        // The replaced name was itself a link: its links now name its target directly.
+        const target = spill.lookup(cleanEntryName(old.linkName ?? ""));
+        for (const l of links) spill.relink(l, old.linkName ?? "");
+        if (target !== undefined) linksTo.set(target, [...(linksTo.get(target) ?? []), ...links]);
+        spill.drop(prev);
+        return;
+      }
+      // The old file lives on under its first link's name; the other links point there.
+      const [heir, ...others] = links as [number, ...number[]];
+      const heirName = spill.entry(heir).name;
+      spill.drop(heir);
+      spill.rename(prev, heirName);
+      for (const l of others) spill.relink(l, heirName);
+      linksTo.set(prev, [...others, ...(linksTo.get(heir) ?? [])]);
+      linksTo.delete(heir);
+      spill.claim(cleanEntryName(heirName), prev);
+    };
+
+    for (;;) {
+      const e = await tar.next();
+      if (!e) break;
+      const h = e.header;
+      const clean = cleanEntryName(h.name);
+      if (clean === TOC_NAME || clean === NO_PREFETCH_LANDMARK || clean === PREFETCH_LANDMARK) {
+        // A layer made eStargz before: its TOC and landmark are rebuilt, not copied.
+        while (await tar.readPayload(1 << 20)) { /* drop */ }
+        await tar.readPadding(e.payloadSize);
+        continue;
+      }
+      count++;
+      const target = h.type === "hardlink" ? spill.lookup(cleanEntryName(h.linkname)) : undefined;
+      let part = PART_REST;
+      if (prefetchMode && (wanted.has(clean) || (h.type === "dir" && wantedDirs.has(clean)))) {
+        // A link goes first only with its target (extraction needs the target before it).
+        if (h.type !== "hardlink" || (target !== undefined && spill.partOf(target) === PART_PREFETCH)) part = PART_PREFETCH;
+      }
+      const members = part === PART_PREFETCH ? preMembers! : restMembers;
+      const xattrs = Object.keys(h.xattrs).length ? Object.fromEntries(Object.keys(h.xattrs).sort().map((k) => [k, h.xattrs[k]!.toString("base64")])) : undefined;
+      const prev = spill.lookup(clean);
+      let index: number;
+      if (h.type === "reg") {
+        index = await addRegular(members, part, h, e.raw, () => tar.readPayload(1 << 20), xattrs);
+        await members.write(await tar.readPadding(h.size));
+      } else {
+        await members.write(e.raw);
+        index = spill.add(reorder(baseEntry(h, xattrs)), part);
+      }
+      if (part === PART_PREFETCH) prefetched++;
+      // A name seen before: extraction keeps the last one, so the TOC does too.
+      if (prev !== undefined) retire(prev);
+      spill.claim(clean, index);
+      if (target !== undefined) linksTo.set(target, [...(linksTo.get(target) ?? []), index]);
+    }
+    await reader.drain();
+    await restMembers.close();
+    await preMembers?.close();
+
+    // Assembly (prefetch mode): prioritised part, landmark, rest; offsets rebased.
+    const bases = [0, 0, 0];
+    let diff = restMembers.diff;
+    let uncompressed = restMembers.uncompressed;
+    if (prefetchMode) {
+      const pre = preMembers!;
+      const landmarkName = prefetched > 0 ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK;
+      for await (const b of preFile!.read()) await out.write(b);
+      // The landmark is written straight to the blob: its offsets are absolute already.
+      const lm = new Members(out, level);
+      lm.diff = pre.diff;
+      lm.uncompressed = pre.uncompressed;
+      await addLandmark(lm, landmarkName);
+      await lm.close();
+      bases[PART_REST] = out.n;
+      diff = lm.diff;
+      uncompressed = lm.uncompressed;
+      // The rest part's uncompressed bytes continue the diffID: read back through gunzip.
+      const gunzip = createGunzip();
+      const hashing = (async () => { for await (const b of gunzip) { diff.update(b as Buffer); uncompressed += (b as Buffer).length; } })();
+      for await (const b of restFile!.read()) {
+        await out.write(b);
+        if (!gunzip.write(b)) await Promise.race([once(gunzip, "drain"), hashing]);
+      }
+      gunzip.end();
+      await hashing;
+    }
+
+    // The TOC: prioritised entries, the landmark, the rest; names filled as Go does.
+    const tocFile = new FileSink(join(spill.dir, "toc.json"));
+    const tocHash = createHash("sha256");
+    const users = new Map<number, string>();
+    const groups = new Map<number, string>();
+    let firstEntry = true;
+    const put = (s: string) => { const b = Buffer.from(s, "utf8"); tocHash.update(b); return tocFile.write(b); };
+    await put(TOC_JSON_HEAD);
+    for (const part of [PART_PREFETCH, PART_LANDMARK, PART_REST]) {
+      for (const { entry } of spill.entries(part)) {
+        if (entry.offset !== undefined) entry.offset += bases[part]!;
+        if (entry.type !== "chunk") fillName(entry, users, groups);
+        await put((firstEntry ? "" : ",\n") + entryJson(entry));
+        firstEntry = false;
+      }
+    }
+    await put(TOC_JSON_TAIL);
+    const tocMembers = new Members(out, level);
+    tocMembers.diff = diff;
+    tocMembers.uncompressed = uncompressed;
+    const tocOffset = out.n;
+    await tocMembers.write(ustarHeader(TOC_NAME, tocFile.n));
+    for await (const b of tocFile.read()) await tocMembers.write(b);
+    tocFile.close();
+    await tocMembers.write(Buffer.alloc((512 - (tocFile.n % 512)) % 512 + 1024));
+    await tocMembers.close();
+    await out.write(footer(tocOffset));
+
+    return {
+      digest: hexOf(out.hash), size: out.n,
+      diffID: hexOf(tocMembers.diff), uncompressedSize: tocMembers.uncompressed,
+      tocDigest: hexOf(tocHash),
+      sourceDigest: hexOf(sourceHash), sourceSize: read, sourceDiffID: hexOf(sourceDiff),
+      entries: count, prefetched,
+    };
+  } finally {
+    spill.close();
+    preFile?.close();
+    restFile?.close();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
-  await reader.drain();
-  await members.close();
-
-  const final = entries.filter((x) => x !== undefined);
-  fillNames(final);
-  const json = tocJson(final);
-  const tocOffset = members.compressedOffset;
-  await members.write(ustarHeader(TOC_NAME, json.length));
-  await members.write(json);
-  await members.write(Buffer.alloc((512 - (json.length % 512)) % 512 + 1024));
-  await members.close();
-  await out.write(footer(tocOffset));
-
-  return {
-    digest: hexOf(out.hash), size: out.n,
-    diffID: hexOf(members.diff), uncompressedSize: members.uncompressed,
-    tocDigest: sha256(json),
-    sourceDigest: hexOf(sourceHash), sourceSize: read, sourceDiffID: hexOf(sourceDiff),
-    entries: count,
-  };
 }
 
 /** userName/groupName are written only when they change for that id (Go's nameIfChanged). */
-function fillNames(entries: TocEntry[]): void {
-  const users = new Map<number, string>();
-  const groups = new Map<number, string>();
-  for (const e of entries) {
-    if (e.type === "chunk") continue;
-    const u = e.userName;
-    if (u) { if (users.get(e.uid ?? 0) === u) delete e.userName; else users.set(e.uid ?? 0, u); }
-    const g = e.groupName;
-    if (g) { if (groups.get(e.gid ?? 0) === g) delete e.groupName; else groups.set(e.gid ?? 0, g); }
-  }
+function fillName(e: TocEntry, users: Map<number, string>, groups: Map<number, string>): void {
+  const u = e.userName;
+  if (u) { if (users.get(e.uid ?? 0) === u) delete e.userName; else users.set(e.uid ?? 0, u); }
+  const g = e.groupName;
+  if (g) { if (groups.get(e.gid ?? 0) === g) delete e.groupName; else groups.set(e.gid ?? 0, g); }
 }
 
 function baseEntry(h: TarHeader, xattrs: TocEntry["xattrs"]): TocEntry {

@@ -11,6 +11,7 @@ import type { RegistryClient } from "../registry/client.js";
 import type { Credential } from "../registry/credentials.js";
 import { type FetchedManifest, Repository } from "../registry/push.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../registry/result.js";
+import { checkEstargzBlob } from "./estargz-check.js";
 import { convertLayer, DEFAULT_CHUNK_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, type ConvertedLayer } from "./estargz.js";
 
 export class ImageConvertError extends ApparateError {}
@@ -47,6 +48,8 @@ export interface ConvertObserver {
   layerStart?(e: LayerEvent): void;
   layerProgress?(e: LayerEvent, read: number, written: number): void;
   layerDone?(e: LayerEvent, outcome: { copied: boolean; digest: string; size: number }): void;
+  /** A layer annotated as eStargz whose blob is not one (it is converted instead). */
+  layerNotEstargz?(e: LayerEvent, reason: string): void;
 }
 
 export interface ConvertImageOptions {
@@ -202,7 +205,11 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
   const convertLayerOf = async (l: Descriptor, diffID: string | undefined, ev: LayerEvent): Promise<LayerOutcome> => {
     opts.observer?.layerStart?.(ev);
     const toc = l.annotations?.[TOC_DIGEST_ANNOTATION];
-    if (toc && diffID) {
+    // An annotation alone proves nothing: the blob is copied only once its footer and
+    // TOC verify against it; otherwise it is converted like any other layer.
+    const check = toc && diffID ? await checkEstargzBlob(await srcRepo.blobStream(l.digest), l.digest, toc) : undefined;
+    if (check && !check.ok) opts.observer?.layerNotEstargz?.(ev, check.reason);
+    if (check?.ok && diffID) {
       // Already eStargz: the same blob, under the OCI media type, with its annotations.
       if (!(await dstRepo.hasBlob(l.digest))) {
         if (target.path === source.path || !(await dstRepo.mountBlob(l.digest, source.path))) {

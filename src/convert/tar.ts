@@ -95,25 +95,67 @@ export class ByteReader {
 
 const BLOCK = 512;
 
-function cstring(b: Buffer, off: number, len: number): string {
+function cbytes(b: Buffer, off: number, len: number): Buffer {
   const s = b.subarray(off, off + len);
   const z = s.indexOf(0);
-  return (z < 0 ? s : s.subarray(0, z)).toString("utf8");
+  return z < 0 ? s : s.subarray(0, z);
 }
 
-/** Octal (NUL/space padded) or GNU base-256 numbers. */
-function numeric(b: Buffer, off: number, len: number, field: string, entry: string): number {
+function cstring(b: Buffer, off: number, len: number): string {
+  return cbytes(b, off, len).toString("utf8");
+}
+
+/**
+ * Octal (NUL/space padded) or GNU base-256 numbers, as Go's archive/tar parseNumeric
+ * reads them: base-256 is big-endian two's complement below the marker bit, so
+ * 0xff… is negative (GNU tar writes pre-1970 mtimes that way). Values a JS number
+ * cannot hold exactly are refused, naming the entry, rather than rounded.
+ */
+export function numeric(b: Buffer, off: number, len: number, field: string, entry: string): number {
   const s = b.subarray(off, off + len);
   if (s[0]! & 0x80) {
-    // Base-256: big-endian two's complement with the top bit as marker.
-    let v = BigInt(s[0]! & 0x7f);
-    for (let i = 1; i < s.length; i++) v = (v << 8n) | BigInt(s[i]!);
-    return Number(v);
+    const negative = (s[0]! & 0x40) !== 0;
+    const inv = negative ? 0xff : 0;
+    let v = 0n;
+    for (let i = 0; i < s.length; i++) {
+      let c = s[i]! ^ inv;
+      if (i === 0) c &= 0x7f;
+      v = (v << 8n) | BigInt(c);
+    }
+    const n = negative ? -v - 1n : v;
+    if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new TarError("tar-header", `tar entry ${JSON.stringify(entry)}: field ${field} holds ${n}, beyond what is supported (±2^53)`, entry);
+    }
+    return Number(n);
   }
-  const text = s.toString("latin1").replace(/[\0 ]+$/, "").replace(/^[\0 ]+/, "");
+  // Go trims NULs and spaces at both ends, then reads up to the first NUL left.
+  const trimmed = s.toString("latin1").replace(/[\0 ]+$/, "").replace(/^[\0 ]+/, "");
+  const text = trimmed.split("\0")[0]!;
   if (text === "") return 0;
   if (!/^[0-7]+$/.test(text)) throw new TarError("tar-header", `tar entry ${JSON.stringify(entry)}: field ${field} is not an octal number (${JSON.stringify(text)})`, entry);
   return Number.parseInt(text, 8);
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Bytes shown for an error: valid UTF-8 as is, other bytes as \xNN. */
+function shown(b: Buffer): string {
+  let out = "";
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    out += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * A name as UTF-8, or a refusal naming the layer and the entry: the TOC is JSON, so
+ * any other bytes would be replaced by U+FFFD and two names could become one.
+ */
+function utf8Name(b: Buffer, what: string, label: string): string {
+  try { return utf8.decode(b); } catch {
+    throw new TarError("tar-name-encoding", `${label}: entry "${shown(b)}": the ${what} is not UTF-8, which an eStargz TOC (JSON) cannot hold exactly`, shown(b));
+  }
 }
 
 function checksumOk(b: Buffer): boolean {
@@ -152,7 +194,6 @@ const TYPES: Record<string, TarType> = { "0": "reg", "\0": "reg", "7": "reg", "1
  * exactly `header.size` payload bytes plus padding with readPayload / skipPayload.
  */
 export class TarReader {
-  private global: Record<string, Buffer> = {};
   private pendingPayload = 0;
 
   constructor(readonly input: ByteReader, private readonly label: string) {}
@@ -162,8 +203,8 @@ export class TarReader {
     if (this.pendingPayload > 0) throw new Error("TarReader.next before the previous payload was read");
     const raws: Buffer[] = [];
     let pax: Record<string, Buffer> = {};
-    let longName: string | undefined;
-    let longLink: string | undefined;
+    let longName: Buffer | undefined;
+    let longLink: Buffer | undefined;
     for (;;) {
       const block = await this.input.read(BLOCK);
       if (!block) return undefined;
@@ -179,16 +220,20 @@ export class TarReader {
         raws.push(block, body);
         const data = body.subarray(0, size);
         if (flag === "x") pax = { ...pax, ...parsePax(data, rawName) };
-        else if (flag === "g") this.global = { ...this.global, ...parsePax(data, rawName) };
-        else {
+        else if (flag === "g") {
+          // Go's archive/tar returns a global header as an entry of its own and applies
+          // it to nothing; containerd and Docker then skip it. Its bytes stay in the
+          // stream; its records change no entry here either.
+          parsePax(data, rawName);
+        } else {
           const z = data.indexOf(0);
-          const v = (z < 0 ? data : data.subarray(0, z)).toString("utf8");
+          const v = Buffer.from(z < 0 ? data : data.subarray(0, z));
           if (flag === "L") longName = v; else longLink = v;
         }
         continue;
       }
       raws.push(block);
-      const records = { ...this.global, ...pax };
+      const records = pax;
       const all: Record<string, string> = {};
       const xattrs: Record<string, Buffer> = {};
       for (const [k, v] of Object.entries(records)) {
@@ -196,9 +241,11 @@ export class TarReader {
         if (k.startsWith("SCHILY.xattr.")) xattrs[k.slice("SCHILY.xattr.".length)] = v;
       }
       const magic = block.subarray(257, 263).toString("latin1");
-      const ustarPrefix = magic === "ustar\0" ? cstring(block, 345, 155) : "";
-      const name = all.path ?? longName ?? (ustarPrefix ? `${ustarPrefix}/${rawName}` : rawName);
-      const linkname = all.linkpath ?? longLink ?? cstring(block, 157, 100);
+      const ustarPrefix = magic === "ustar\0" ? cbytes(block, 345, 155) : Buffer.alloc(0);
+      const rawNameBytes = cbytes(block, 0, 100);
+      const nameBytes = records.path ?? longName ?? (ustarPrefix.length ? Buffer.concat([ustarPrefix, Buffer.from("/"), rawNameBytes]) : rawNameBytes);
+      const name = utf8Name(nameBytes, "name", this.label);
+      const linkname = utf8Name(records.linkpath ?? longLink ?? cbytes(block, 157, 100), `link target of ${JSON.stringify(name)}`, this.label);
       if (flag === "S" || Object.keys(all).some((k) => k.startsWith("GNU.sparse."))) {
         throw new TarError("tar-sparse", `${this.label}: entry ${JSON.stringify(name)} is a sparse file, which eStargz cannot represent`, name);
       }

@@ -146,6 +146,26 @@ describe.skipIf((!registryAvailable || !oracleBuildable) && process.env.CI !== "
     await checkConverted("pre", (await getManifest(reg.url, "pre", "1-apparate")).json);
   });
 
+  it("a layer that only carries a toc.digest annotation (plain gzip, or eStargz with another TOC) is converted, not copied", async () => {
+    const parts: Buffer[] = [];
+    const conv = await convertLayer((async function* () { yield layers[1]!; })(), { write: async (b) => { parts.push(b); } });
+    const esgz = Buffer.concat(parts);
+    const plain = gunzipSync(layers[0]!);
+    await pushTestImage(reg.url, "claims", "1", [{ layers: [
+      // Plain gzip whose descriptor says eStargz: copying it would give an image that is not eStargz.
+      { blob: layers[0]!, diffID: sha(plain), annotations: { [TOC_DIGEST_ANNOTATION]: sha("any toc"), [UNCOMPRESSED_SIZE_ANNOTATION]: String(plain.length) } },
+      // A real eStargz blob annotated with a TOC digest that is not its own.
+      { blob: esgz, diffID: conv.diffID, annotations: { [TOC_DIGEST_ANNOTATION]: sha("another toc"), [UNCOMPRESSED_SIZE_ANNOTATION]: String(conv.uncompressedSize) } },
+    ] }]);
+    const r = await cli(`${reg.host}/claims:1`, "--plain-http", "--json");
+    expect(r.code, r.err).toBe(0);
+    const result = JSON.parse(r.out);
+    expect(result.layers.map((l: any) => l.copied)).toEqual([false, false]);
+    const m = (await getManifest(reg.url, "claims", "1-apparate")).json;
+    expect(m.layers[0].digest).not.toBe(sha(layers[0]!));
+    await checkConverted("claims", m);
+  });
+
   it("--dry-run says what would be converted and pushes nothing", async () => {
     await pushTestImage(reg.url, "dry", "1", [{ layers: layers.map((blob) => ({ blob })) }]);
     const r = await cli(`${reg.host}/dry:1`, "--plain-http", "--dry-run");

@@ -1,7 +1,8 @@
 // Pure pieces of the converter: the default target and its loop guard, Go-compatible
 // name cleaning (estargz compares names with path.Clean), the footer, the TOC's JSON.
 import { describe, expect, it } from "vitest";
-import { cleanEntryName, footer, FOOTER_SIZE, parseFooter, tocJson, ustarHeader } from "../../src/convert/estargz.js";
+import { cleanEntryName, entryJson, footer, FOOTER_SIZE, parseFooter, tocJson, ustarHeader } from "../../src/convert/estargz.js";
+import { numeric, TarError } from "../../src/convert/tar.js";
 import { ImageConvertError, targetFor } from "../../src/convert/image.js";
 import { parseReference } from "../../src/image/reference.js";
 
@@ -68,5 +69,45 @@ describe("ustarHeader (the landmark's and the TOC's tar header)", () => {
     let sum = 0;
     for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
     expect(Number.parseInt(h.subarray(148, 154).toString(), 8)).toBe(sum);
+  });
+});
+
+describe("tar numbers as Go's archive/tar parseNumeric reads them", () => {
+  // Rows of TestParseNumeric, Go 1.19.8 (Debian golang-1.19-src 1.19.8-2,
+  // /usr/share/go-1.19/src/archive/tar/strconv_test.go). Go reads int64; beyond ±2^53 a
+  // JS number is not exact, so those rows (and Go's own failures) are refused here.
+  const REFUSED = "refused";
+  const rows: Array<[string, number | typeof REFUSED]> = [
+    ["", 0], ["\x80", 0], ["\x80\x00", 0], ["\x80\x00\x00", 0],
+    ["\xbf", (1 << 6) - 1], ["\xbf\xff", (1 << 14) - 1], ["\xbf\xff\xff", (1 << 22) - 1],
+    ["\xff", -1], ["\xff\xff", -1], ["\xff\xff\xff", -1],
+    ["\xc0", -1 * (1 << 6)], ["\xc0\x00", -1 * (1 << 14)], ["\xc0\x00\x00", -1 * (1 << 22)],
+    ["\x87\x76\xa2\x22\xeb\x8a\x72\x61", REFUSED], // 537795476381659745 in Go
+    ["\xf7\x76\xa2\x22\xeb\x8a\x72\x61", REFUSED], // -615126028225187231 in Go
+    ["\x80\x7f\xff\xff\xff\xff\xff\xff\xff", REFUSED], // MaxInt64
+    ["\x80\x80\x00\x00\x00\x00\x00\x00\x00", REFUSED], ["\xff\x7f\xff\xff\xff\xff\xff\xff\xff", REFUSED],
+    ["\xf5\xec\xd1\xc7\x7e\x5f\x26\x48\x81\x9f\x8f\x9b", REFUSED],
+    ["0000000\x00", 0], [" \x0000000\x00", 0], [" \x0000003\x00", 3], ["00000000227\x00", 0o227],
+    ["032033\x00 ", 0o32033], ["320330\x00 ", 0o320330], ["0000660\x00 ", 0o660], ["\x00 0000660\x00 ", 0o660],
+    ["0123456789abcdef", REFUSED], ["0123456789\x00abcdef", REFUSED], ["01234567\x0089abcdef", 342391], ["0123\x7e\x5f\x264123", REFUSED],
+    // GNU tar's pre-1970 mtime (touch -d 1960-01-01): 12-byte base-256 of -315619200.
+    ["\xff\xff\xff\xff\xff\xff\xff\xff\xed\x30\x08\x80", -315_619_200],
+  ];
+  it.each(rows)("%j -> %s", (input, want) => {
+    const b = Buffer.from(input, "latin1");
+    if (want === REFUSED) expect(() => numeric(b, 0, b.length, "mtime", "f")).toThrow(TarError);
+    else expect(numeric(b, 0, b.length, "mtime", "f")).toBe(want);
+  });
+});
+
+describe("entryJson / tocJson: one entry at a time renders as MarshalIndent renders the whole TOC", () => {
+  it("nested xattrs, escapes and several entries join to JSON.stringify's tab-indented document", () => {
+    const entries = [
+      { name: "a", type: "dir", mode: 493 },
+      { name: "b<&>", type: "reg", size: 3, xattrs: { "user.x": "eA==", "security.capability": "AQAAAg==" }, digest: "sha256:00" },
+    ];
+    const whole = JSON.stringify({ version: 1, entries }, null, "\t").replace(/</g, "\\u003c").replace(/>/g, "\\u003e").replace(/&/g, "\\u0026");
+    expect(tocJson(entries).toString()).toBe(whole);
+    expect(entryJson(entries[1]!)).toContain('\t\t\t"xattrs": {\n\t\t\t\t"user.x": "eA==",');
   });
 });
