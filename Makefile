@@ -34,7 +34,11 @@ helm: $(NPM_STAMP)
 demo: deps build
 	@bash deploy/demo/demo.sh
 
-test: deps build typecheck lint helm
+# kube-apiserver's mutating webhook admission plugin, from Debian unstable's packaged sources.
+apiserver-driver:
+	@bash test/support/build-apiserver-driver.sh
+
+test: deps build typecheck lint helm apiserver-driver
 	npx vitest run
 
 bench: deps build
@@ -46,4 +50,4 @@ manifests: helm
 e2e-kind:
 	@bash deploy/e2e-kind.sh
 
-.PHONY: help deps build typecheck lint helm demo test bench manifests e2e-kind
+.PHONY: help deps build typecheck lint helm apiserver-driver demo test bench manifests e2e-kind

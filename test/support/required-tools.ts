@@ -15,6 +15,7 @@ const REQUIRED: ReadonlyArray<readonly [string, () => boolean, string]> = [
   ["htpasswd", () => onPath("htpasswd"), "Debian package apache2-utils"],
   ["busybox", () => existsSync("/bin/busybox"), "Debian package busybox-static"],
   ["helm", () => existsSync(".tmp/bin/helm"), "test/support/install-helm.sh (make helm)"],
+  ["admission-driver", () => existsSync(".tmp/bin/admission-driver"), "test/support/build-apiserver-driver.sh (make apiserver-driver): kube-apiserver's mutating admission plugin"],
   ["prometheus", () => existsSync("/usr/bin/prometheus"), "Debian package prometheus"],
   ["promtool", () => existsSync("/usr/bin/promtool"), "Debian package prometheus"],
   ["shellcheck", () => onPath("shellcheck"), "Debian package shellcheck"],
