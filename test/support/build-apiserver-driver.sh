@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=.tmp/bin/admission-driver
 src=test/apiserver/driver
-newest=$(find "$src" "$0" -type f -newer "$out" 2>/dev/null | head -n1 || true)
+newest=$(find "$src" test/support/build-apiserver-driver.sh -type f -newer "$out" 2>/dev/null | head -n1 || true)
 if [ -x "$out" ] && [ -z "$newest" ]; then exit 0; fi
 
 root="$PWD/.tmp/debs/apiserver"
