@@ -90,7 +90,7 @@ export async function serve(argv: string[]): Promise<number> {
   const deps: HandlerDeps = {
     config, lookup: stack.resolver, logger, metrics, planMemo: new PlanMemo(),
     ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}),
-    ...(kube ? { pullSecrets: kube.pullSecrets, namespaces: kube.namespaces, ...(kube.imageCaches ? { imageCaches: kube.imageCaches } : {}) } : {}),
+    ...(kube ? { pullSecrets: kube.pullSecrets, namespaces: kube.namespaces, ...(kube.imageCaches ? { imageCaches: kube.imageCaches } : {}), ...(kube.labelledNodes ? { labelledNodes: kube.labelledNodes } : {}) } : {}),
   };
   let tlsReady = true;
   const readiness = {

@@ -12,7 +12,8 @@ import type { TagLookup } from "../registry/resolver.js";
 import type { LookupResult } from "../registry/result.js";
 import type { ImageCacheView } from "../imagecache/policy.js";
 import type { PlanMemo } from "./plan-memo.js";
-import { allowResponse, BadReviewError, isPodRequest, parseReview, podOf, type AdmissionResponseBody } from "./review.js";
+import { allowResponse, BadReviewError, isPodRequest, oldPodOf, parseReview, podOf, type AdmissionResponseBody } from "./review.js";
+import type { LabelledNodeSource } from "../kube/labelled-nodes.js";
 
 /** Pull secrets of a namespace, from an informer cache (never an API call per review). */
 export interface PullSecretSource { keyrings(namespace: string, names: readonly string[]): Keyring[] }
@@ -29,6 +30,8 @@ export interface HandlerDeps {
   pullSecrets?: PullSecretSource;
   namespaces?: NamespaceSource;
   imageCaches?: ImageCacheView;
+  /** With required placement: how many Ready, schedulable nodes carry the label. */
+  labelledNodes?: LabelledNodeSource;
   now?: () => number;
   /** Answers for pods of one template, planned once (plan-memo.ts); absent: every pod is planned. */
   planMemo?: PlanMemo<Answer>;
@@ -93,7 +96,12 @@ export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps:
       clearTimeout(timer);
     }
   }
-  return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), now: (deps.now ?? Date.now)() };
+  const labelled = labelledNodesOf(deps);
+  return { lookups, ...(deps.imageCaches ? { imageCaches: deps.imageCaches } : {}), ...(labelled !== undefined ? { labelledNodes: labelled } : {}), now: (deps.now ?? Date.now)() };
+}
+
+function labelledNodesOf(deps: Pick<HandlerDeps, "config" | "labelledNodes">): number | undefined {
+  return deps.config.acceleration.placement.mode === "required" ? deps.labelledNodes?.ready() : undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -108,7 +116,9 @@ async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
   const view = config.imageCache.enabled ? deps.imageCaches : undefined;
   // A view that cannot say when it changed is never memoised against.
   const memoisable = memo !== undefined && (view === undefined || (view.version !== undefined && view.expiresAfter !== undefined));
-  const key = memoisable ? memo.key(input, config) : undefined;
+  // plan() reads one fact about nodes: whether none carries the label.
+  const memoKey = memoisable ? memo.key(input, config) : undefined;
+  const key = memoKey === undefined ? undefined : labelledNodesOf(deps) === 0 ? `${memoKey}|no-labelled-node` : memoKey;
   const viewVersion = view?.version;
   const credentials = key !== undefined ? credentialSource(input.pod, input.namespace, deps) : undefined;
   const peek = (c: Candidate) => deps.lookup.peek?.(c.accelerated, credentials!(c.accelerated.domain, c.accelerated.path));
@@ -165,16 +175,20 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
   try {
     const req = parseReview(body);
     uid = req.uid;
-    if (!isPodRequest(req)) {
+    // Other kinds, and DELETE or CONNECT of a pod (whatever the webhook configuration
+    // sends): an allowed no-op, never a 400.
+    if (!isPodRequest(req) || (req.operation !== "CREATE" && req.operation !== "UPDATE")) {
       metrics.reviews.inc({ result: "skipped" });
       stop({ outcome: "skipped" });
       return { status: 200, body: allowResponse(uid, undefined, []) };
     }
     const pod = podOf(req);
+    const oldPod = req.subResource === "ephemeralcontainers" ? oldPodOf(req) : undefined;
     const namespace = req.namespace ?? pod.metadata?.namespace ?? "default";
     const input: PlanInput = {
       pod, namespace, operation: req.operation,
       ...(req.subResource ? { subResource: req.subResource } : {}),
+      ...(oldPod ? { oldPod } : {}),
       ...(deps.namespaces ? { namespaceLabels: deps.namespaces.labels(namespace) } : {}),
     };
     const { plan: p, patch, result } = await answerFor(input, deps);

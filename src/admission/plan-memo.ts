@@ -15,6 +15,7 @@ import {
 } from "../mutate/annotations.js";
 import type { Candidate, PlanInput } from "../mutate/plan.js";
 import { CONTAINER_KINDS } from "../mutate/pod.js";
+import { annotationsSize, TOTAL_ANNOTATION_SIZE_LIMIT } from "../mutate/validation.js";
 import type { LookupResult } from "../registry/result.js";
 
 /** The pod annotations apparate reads or writes (any other annotation cannot change an answer). */
@@ -38,6 +39,12 @@ export function memoKey(input: PlanInput, config: Config, maxLength: number): st
     input.namespaceLabels === undefined ? NONE : input.namespaceLabels[config.namespaceLabelKey] ?? UNSET,
     meta == null ? NONE : UNSET,
     meta?.labels == null ? NONE : meta.labels[LABEL_IMAGE_CACHE] ?? UNSET,
+    // scopeOf() reads the opt-out label.
+    meta?.labels == null ? NONE : meta.labels[ANNOTATION_INJECT] ?? UNSET,
+    // Existing ephemeral containers are never candidates (plan.ts walkContainers).
+    input.subResource === "ephemeralcontainers" ? input.oldPod?.spec?.ephemeralContainers?.map((c) => c.name) ?? NONE : NONE,
+    // The 256 KiB annotation limit (plan.ts fitted): the size, when near enough to matter.
+    nearAnnotationLimit(meta?.annotations),
   ];
   const ann = meta?.annotations;
   if (ann == null) parts.push(NONE); else for (const k of ANNOTATIONS) parts.push(ann[k] ?? UNSET);
@@ -59,6 +66,13 @@ export function memoKey(input: PlanInput, config: Config, maxLength: number): st
   }
   const key = JSON.stringify(parts);
   return key.length > maxLength ? undefined : key;
+}
+
+// apparate's own annotations are bounded by what the key holds (names and images) plus this.
+const NEAR_LIMIT_MARGIN = 4 * 16_384 + 4096;
+function nearAnnotationLimit(ann: Readonly<Record<string, string>> | undefined): number {
+  const size = annotationsSize(ann);
+  return size > TOTAL_ANNOTATION_SIZE_LIMIT - NEAR_LIMIT_MARGIN ? size : NONE;
 }
 
 /** What an answer was made from, to check before it is reused. */

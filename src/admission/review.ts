@@ -156,6 +156,19 @@ export function podOf(req: AdmissionRequest): PodLike {
   return pod;
 }
 
+/**
+ * The pod before an UPDATE (request.oldObject), checked like the object; undefined when
+ * the review carries none.
+ */
+export function oldPodOf(req: AdmissionRequest): PodLike | undefined {
+  const o = req.oldObject;
+  if (o === null || o === undefined) return undefined;
+  if (typeof o !== "object" || Array.isArray(o) || !validatePod(o)) {
+    throw new BadReviewError("review-bad-old-pod", "AdmissionReview request.oldObject must be a Pod object", req.uid);
+  }
+  return o as PodLike;
+}
+
 function foundType(v: unknown): string {
   return v === null ? "null" : Array.isArray(v) ? "array" : typeof v;
 }

@@ -10,11 +10,14 @@ import { ImageCacheIndex } from "../imagecache/policy.js";
 import { imageCacheSpecOf, type ImageCacheObject } from "../imagecache/object.js";
 import { startInformer, type ManagedInformer } from "./informer.js";
 import { startImageCacheEvents } from "../imagecache/events.js";
+import { startLabelledNodes, type LabelledNodeSource } from "./labelled-nodes.js";
 
 export interface KubeSources {
   pullSecrets: PullSecretSource;
   namespaces: NamespaceSource;
   imageCaches?: ImageCacheIndex;
+  /** With required placement: the labelled nodes that take pods. */
+  labelledNodes?: LabelledNodeSource;
   notReady(): string[];
   /** Synced informers that lost their watch: still serving their cached data. */
   degraded(): string[];
@@ -83,7 +86,13 @@ export async function startKubeSources(config: Config, logger: Logger, metrics: 
     if (config.imageCache.events) informers.push(startImageCacheEvents(kc, logger) as never);
   }
 
+  // Not among the informers readiness waits for: until it syncs, the label is assumed present
+  // (today's behaviour), and a webhook without nodes RBAC still serves.
+  const placement = config.acceleration.placement;
+  const nodes = placement.mode === "required" ? startLabelledNodes(kc, placement.nodeLabelKey, placement.nodeLabelValue, logger, metrics) : undefined;
+
   return {
+    ...(nodes ? { labelledNodes: nodes } : {}),
     namespaces: { labels: (name) => ns.informer.get(name)?.metadata?.labels ?? (ns.synced() ? {} : undefined) },
     pullSecrets: {
       keyrings: (namespace, names) => {
@@ -104,7 +113,8 @@ export async function startKubeSources(config: Config, logger: Logger, metrics: 
     },
     ...(index ? { imageCaches: index } : {}),
     notReady: () => informers.filter((i) => !i.synced()).map((i) => `informer ${i.name} has not synced`),
-    degraded: () => informers.filter((i) => i.synced() && !i.connected()).map((i) => `informer ${i.name} is disconnected from the API server; serving cached data`),
-    stop: () => { for (const i of informers) i.stop(); },
+    degraded: () => [...informers, ...(nodes ? [nodes.informer as never] : [])].filter((i: ManagedInformer<never>) => i.synced() && !i.connected())
+      .map((i: ManagedInformer<never>) => `informer ${i.name} is disconnected from the API server; serving cached data`),
+    stop: () => { for (const i of informers) i.stop(); nodes?.informer.stop(); },
   };
 }

@@ -2,7 +2,8 @@
 // into an RFC 6902 patch (toPatch, for the admission response).
 import type jsonpatch from "fast-json-patch";
 import { ANNOTATION_ORIGINAL_IMAGES } from "./annotations.js";
-import { changesImage, type Placement, type Plan } from "./plan.js";
+import { changesImage } from "./changes.js";
+import type { Placement, Plan } from "./plan.js";
 import type { PodLike } from "./pod.js";
 
 export type PatchOperation = jsonpatch.Operation;

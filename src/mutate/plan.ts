@@ -15,6 +15,9 @@ import {
 import type { ImageCacheView } from "../imagecache/policy.js";
 import { type ImageCacheDecision, imageCacheFor } from "./image-cache-choice.js";
 import { type Placement, placementConflict } from "./placement.js";
+import { changesImage } from "./changes.js";
+import { applyPlan } from "./patch.js";
+import { annotationsSize, introducedViolations, TOTAL_ANNOTATION_SIZE_LIMIT, validatedParts } from "./validation.js";
 
 export type { ImageCacheDecision } from "./image-cache-choice.js";
 export type { Placement } from "./placement.js";
@@ -26,6 +29,8 @@ export interface PlanInput {
   operation: "CREATE" | "UPDATE" | string;
   /** "ephemeralcontainers" for the pods/ephemeralcontainers subresource. */
   subResource?: string;
+  /** The pod before an UPDATE (the review's oldObject): its ephemeral containers are never changed. */
+  oldPod?: PodLike;
   /** Labels of the pod's namespace; undefined when not known. */
   namespaceLabels?: Readonly<Record<string, string>>;
 }
@@ -42,7 +47,8 @@ export type ContainerOutcome =
   | "tag-too-long"
   | "accelerated-absent"    // no OCI -apparate variant in the registry
   | "lookup-unknown"        // registry did not answer in time, or failed
-  | "placement-conflict";
+  | "placement-conflict"
+  | "no-labelled-node";     // required placement, and no Ready, schedulable node carries the label
 
 export interface ContainerDecision {
   kind: ContainerKind;
@@ -73,10 +79,7 @@ export interface Plan {
   imageCache?: ImageCacheDecision;
 }
 
-/** Whether apply/patch must write this decision's image into the pod. */
-export function changesImage(d: ContainerDecision): boolean {
-  return d.image !== d.original && d.outcome !== "already-handled";
-}
+export { changesImage } from "./changes.js";
 
 /** A registry lookup the plan needs: the accelerated reference of a candidate container. */
 export interface Candidate {
@@ -98,6 +101,11 @@ export interface Facts {
   imageCaches?: ImageCacheView;
   /** ms since epoch, for cache expiry. */
   now: number;
+  /**
+   * Ready, schedulable nodes carrying the placement label (a label-selected node watch);
+   * undefined when not known (no watch, or not synced yet): then the label is assumed present.
+   */
+  labelledNodes?: number;
 }
 
 interface Scope { skipped?: string }
@@ -113,12 +121,16 @@ export function scopeOf(input: PlanInput, config: Config): Scope {
   if (!inList && !labelled) return { skipped: `namespace ${namespace} is not enabled` };
   const ann = pod.metadata?.annotations ?? {};
   if (ann[ANNOTATION_INJECT] === "false") return { skipped: `pod opted out with ${ANNOTATION_INJECT}: "false"` };
+  // The chart's objectSelector excludes such pods too; checked again here (README's promise).
+  if (pod.metadata?.labels?.[ANNOTATION_INJECT] === "false") return { skipped: `pod opted out with the label ${ANNOTATION_INJECT}: "false"` };
   if (ann[ANNOTATION_MIRROR_POD] !== undefined) return { skipped: "mirror (static) pod" };
   if (input.operation === "CREATE" && input.subResource) return { skipped: `subresource ${input.subResource}` };
   if (input.operation === "UPDATE" && input.subResource !== "ephemeralcontainers") return { skipped: "only CREATE and ephemeral containers are handled" };
   if (input.subResource === "ephemeralcontainers" && !config.acceleration.ephemeralContainers) {
     return { skipped: "ephemeral containers are not handled (acceleration.ephemeralContainers is false)" };
   }
+  // Without the pod as it was, an added ephemeral container cannot be told from an existing one.
+  if (input.subResource === "ephemeralcontainers" && !input.oldPod) return { skipped: "ephemeral containers update without oldObject" };
   return {};
 }
 
@@ -142,11 +154,16 @@ interface Walk {
 }
 
 function* walkContainers(input: PlanInput): Generator<Walk> {
-  const kinds: readonly ContainerKind[] = input.subResource === "ephemeralcontainers" ? ["ephemeralContainers"] : CONTAINER_KINDS;
+  const ephemeralUpdate = input.subResource === "ephemeralcontainers";
+  const kinds: readonly ContainerKind[] = ephemeralUpdate ? ["ephemeralContainers"] : CONTAINER_KINDS;
+  // The API server refuses any change to an existing ephemeral container
+  // (ValidatePodEphemeralContainersUpdate): only the added ones are candidates.
+  const existing = ephemeralUpdate ? new Set((input.oldPod?.spec?.ephemeralContainers ?? []).map((c) => c.name)) : undefined;
   for (const kind of kinds) {
     const list = input.pod.spec?.[kind] ?? [];
     for (let index = 0; index < list.length; index++) {
       const c = list[index]!;
+      if (existing?.has(c.name)) continue;
       yield { kind, index, name: c.name, image: c.image };
     }
   }
@@ -258,6 +275,8 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
   const isEphemeral = input.subResource === "ephemeralcontainers";
   // A conflicting node selector means no swap at all: the pod could never reach an apparate node.
   const conflict = !isEphemeral && placementMode !== "none" ? placementConflict(input.pod, labelKey, labelValue) : undefined;
+  // Required placement on a cluster where no Ready node carries the label would leave the pod Pending.
+  const noNode = !isEphemeral && placementMode === "required" && facts.labelledNodes === 0;
 
   const decisions: ContainerDecision[] = [];
   let swapped = 0;
@@ -273,6 +292,9 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
       const answer = facts.lookups.get(a.candidate.key);
       if (conflict) {
         outcome = "placement-conflict"; reason = `not accelerated: ${conflict}`; warn = true;
+      } else if (noNode) {
+        outcome = "no-labelled-node"; warn = true;
+        reason = `not accelerated: no Ready, schedulable node carries ${labelKey}=${labelValue} (placement mode required)`;
       } else if (!answer || answer.kind === "unknown") {
         outcome = "lookup-unknown"; warn = true;
         const why = answer?.reason ?? "deadline exceeded";
@@ -314,7 +336,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
   const counts = new Map<string, number>();
   for (const d of changed) counts.set(d.outcome, (counts.get(d.outcome) ?? 0) + 1);
   if (counts.size > 0 && !isEphemeral) {
-    annotations[ANNOTATION_ACTIONS] = [...counts].map(([k, n]) => `${k}=${n}`).concat(placement ? [`placement=${placement.mode}`] : []).join(",");
+    annotations[ANNOTATION_ACTIONS] = mergeActions(input.pod.metadata?.annotations?.[ANNOTATION_ACTIONS], counts, placement?.mode);
   }
   const warnings: string[] = decisions.filter((d) => d.warn).map((d) => `apparate: ${d.kind === "containers" ? "container" : d.kind === "initContainers" ? "init container" : "ephemeral container"} ${d.name}: ${d.reason}`);
   const cache = config.imageCache.enabled && facts.imageCaches && !isEphemeral
@@ -326,7 +348,7 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     Object.assign(annotations, cache.annotations);
     warnings.push(cache.warning);
   }
-  return {
+  const result: Plan = {
     containers: decisions,
     ...(imageCache ? { imageCache } : {}),
     ...(placement ? { placement } : {}),
@@ -335,5 +357,52 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
     labels,
     warnings,
   };
+  if (changed.length === 0 && Object.keys(annotations).length === 0 && Object.keys(labels).length === 0) return result;
+  return fitted(input, result);
+}
+
+/**
+ * apparate.io/actions after this admission: the counts already recorded (an earlier
+ * invocation, before another webhook added containers) plus this one's.
+ */
+export function mergeActions(recorded: string | undefined, counts: ReadonlyMap<string, number>, placement: string | undefined): string {
+  const merged = new Map<string, string>();
+  for (const part of (recorded ?? "").split(",")) {
+    const eq = part.indexOf("=");
+    if (eq > 0) merged.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  for (const [k, n] of counts) {
+    const before = Number(merged.get(k));
+    merged.set(k, String((Number.isInteger(before) && before > 0 ? before : 0) + n));
+  }
+  if (placement) merged.set("placement", placement);
+  return [...merged].map(([k, v]) => `${k}=${v}`).join(",");
+}
+
+function untouched(why: string): Plan {
+  return { skipped: why, containers: [], annotations: {}, labels: {}, warnings: [`apparate: pod left unchanged: ${why}`] };
+}
+
+/**
+ * The plan, made to pass the API server's validation of what it touches. Annotations
+ * over the 256 KiB total: apparate.io/actions (a summary) is dropped first; if the
+ * rest still does not fit, or any other rule would break, the pod is left alone.
+ */
+function fitted(input: PlanInput, p: Plan): Plan {
+  const before = validatedParts(input.pod);
+  const existing = input.pod.metadata?.annotations;
+  const ours = { ...p.annotations, ...(p.originalImages ? { [ANNOTATION_ORIGINAL_IMAGES]: JSON.stringify(p.originalImages) } : {}) };
+  const sizeWith = (add: Record<string, string>) => {
+    let total = annotationsSize(existing);
+    for (const k of Object.keys(add)) if (existing && Object.hasOwn(existing, k)) total -= Buffer.byteLength(k) + Buffer.byteLength(existing[k]!);
+    return total + annotationsSize(add);
+  };
+  if (sizeWith(ours) > TOTAL_ANNOTATION_SIZE_LIMIT && annotationsSize(existing) <= TOTAL_ANNOTATION_SIZE_LIMIT && ANNOTATION_ACTIONS in p.annotations) {
+    const { [ANNOTATION_ACTIONS]: _dropped, ...rest } = p.annotations;
+    p = { ...p, annotations: rest, warnings: [...p.warnings, `apparate: ${ANNOTATION_ACTIONS} not recorded: the pod's annotations would exceed ${TOTAL_ANNOTATION_SIZE_LIMIT} bytes`] };
+  }
+  const broken = introducedViolations(before, applyPlan(before, p), input.oldPod && validatedParts(input.oldPod));
+  if (broken.length > 0) return untouched(`the change would make it invalid (${broken[0]})`);
+  return p;
 }
 

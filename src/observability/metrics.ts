@@ -36,6 +36,9 @@ export class Metrics {
   readonly imageCacheMatches = new Counter({
     name: "apparate_image_cache_matches_total", help: "Image cache decisions by result.", labelNames: ["result"], registers: [this.registry],
   });
+  readonly labelledNodesReady = new Gauge({
+    name: "apparate_labelled_nodes_ready", help: "Ready, schedulable nodes carrying the placement label (required placement swaps nothing while 0).", registers: [this.registry],
+  });
   readonly imageCaches = new Gauge({
     name: "apparate_image_caches", help: "ImageCache objects known to the informer.", registers: [this.registry],
   });

@@ -50,7 +50,7 @@ describe.skipIf(!registryAvailable)("admission webhook over HTTPS with a real re
     writeFileSync(dockerConfig, JSON.stringify({ auths: { [priv.host]: { username: "ci", password: PASSWORD } } }));
     hook = await startWebhook({
       namespaces: ["default"],
-      acceleration: { registries: [reg.host, priv.host, hung.host] },
+      acceleration: { registries: [reg.host, priv.host, hung.host], ephemeralContainers: true },
       rewrite: { registries: { "quay.io": "quay.tencentcloudcr.com" } },
       registry: { plainHttp: [reg.host, priv.host, hung.host], dockerConfigFile: dockerConfig, requestTimeoutMs: 1000 },
       admission: { deadlineMs: 300 },
@@ -140,6 +140,29 @@ describe.skipIf(!registryAvailable)("admission webhook over HTTPS with a real re
 
   it("a well-formed review of another kind is an allowed no-op", async () => {
     const body = review({} as never, { kind: { group: "apps", version: "v1", kind: "Deployment" }, resource: { group: "apps", version: "v1", resource: "deployments" }, object: { kind: "Deployment" } });
+    const r = await hook.post(body);
+    expect(r.status).toBe(200);
+    expect(r.json.response).toEqual({ uid: (body.request as { uid: string }).uid, allowed: true });
+  });
+
+  it("kubectl debug twice: only the added ephemeral container is swapped, the existing one is left as stored (issue 24)", async () => {
+    // debugger-1 was added while its variant did not exist yet (or its lookup timed out); both exist now.
+    const running = podFor(reg.host, { containers: [`${reg.host}/shop/web:1.0`] }, { nodeName: "node-1" });
+    running.metadata = { ...running.metadata, name: "shop-1" };
+    const dbg1 = { name: "debugger-1", image: `${reg.host}/shop/debug:1`, stdin: true, tty: true, targetContainerName: "c0" };
+    const dbg2 = { name: "debugger-2", image: `${reg.host}/shop/debug:2`, stdin: true, tty: true, targetContainerName: "c0" };
+    const sub = { operation: "UPDATE", subResource: "ephemeralcontainers", name: "shop-1" };
+    const one = { ...running, spec: { ...running.spec, ephemeralContainers: [dbg1] } };
+    await pushImage(reg.url, "shop/debug", "1-apparate", "oci-manifest");
+    await pushImage(reg.url, "shop/debug", "2-apparate", "oci-manifest");
+    const two = { ...running, spec: { ...running.spec, ephemeralContainers: [dbg1, dbg2] } };
+    const second = await hook.post(review(two, { ...sub, oldObject: one }));
+    expect(second.status).toBe(200);
+    expect(decodePatch(second.json)).toEqual([{ op: "replace", path: "/spec/ephemeralContainers/1/image", value: `${reg.host}/shop/debug:2-apparate` }]);
+  });
+
+  it.each(["DELETE", "CONNECT"])("a %s review of a pod is an allowed no-op (200, no patch), not a 400", async (operation) => {
+    const body = review(podFor(reg.host, { containers: [`${reg.host}/shop/web:1.0`] }), { operation, object: null, oldObject: podFor(reg.host, { containers: ["nginx"] }) });
     const r = await hook.post(body);
     expect(r.status).toBe(200);
     expect(r.json.response).toEqual({ uid: (body.request as { uid: string }).uid, allowed: true });

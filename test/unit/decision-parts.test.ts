@@ -31,12 +31,28 @@ describe("placementConflict: can the pod still land on a node labelled key=true?
     ["In with no values", affinity([{ key: KEY, operator: "In" }]), `required node affinity excludes ${KEY}=true`],
     ["NotIn with the value", affinity([{ key: KEY, operator: "NotIn", values: ["true"] }]), `required node affinity excludes ${KEY}=true`],
     ["NotIn with another value", affinity([{ key: KEY, operator: "NotIn", values: ["false"] }]), undefined],
-    ["NotIn with no values", affinity([{ key: KEY, operator: "NotIn" }]), undefined],
+    // A requirement that does not parse (NewRequirement) makes its term select nothing.
+    ["NotIn with no values", affinity([{ key: KEY, operator: "NotIn" }]), `required node affinity excludes ${KEY}=true`],
     ["Exists", affinity([{ key: KEY, operator: "Exists" }]), undefined],
     ["DoesNotExist", affinity([{ key: KEY, operator: "DoesNotExist" }]), `required node affinity excludes ${KEY}=true`],
-    ["an operator about values (Gt) is not ours to judge", affinity([{ key: KEY, operator: "Gt", values: ["1"] }]), undefined],
+    // Gt/Lt compare int64: "true" is no integer, so neither matches (labels.Requirement.Matches).
+    ["Gt on the label: true is no integer", affinity([{ key: KEY, operator: "Gt", values: ["5"] }]), `required node affinity excludes ${KEY}=true`],
+    ["Lt on the label: true is no integer", affinity([{ key: KEY, operator: "Lt", values: ["5"] }]), `required node affinity excludes ${KEY}=true`],
+    ["Gt on another key is satisfiable", affinity([{ key: "cpu-gen", operator: "Gt", values: ["5"] }]), undefined],
+    ["Gt with a value that is no integer: the term parses to nothing", affinity([{ key: "cpu-gen", operator: "Gt", values: ["five"] }]), `required node affinity excludes ${KEY}=true`],
+    ["Gt with two values: the term parses to nothing", affinity([{ key: "cpu-gen", operator: "Gt", values: ["5", "6"] }]), `required node affinity excludes ${KEY}=true`],
+    ["Exists with values: the term parses to nothing", affinity([{ key: KEY, operator: "Exists", values: ["true"] }]), `required node affinity excludes ${KEY}=true`],
+    ["an unknown operator: the term parses to nothing", affinity([{ key: KEY, operator: "Equals", values: ["true"] }]), `required node affinity excludes ${KEY}=true`],
+    ["a key that is no qualified name: the term parses to nothing", affinity([{ key: "not a/valid~key", operator: "Exists" }]), `required node affinity excludes ${KEY}=true`],
+    ["In with a value that is no label value: the term parses to nothing", affinity([{ key: "zone", operator: "In", values: ["a b"] }]), `required node affinity excludes ${KEY}=true`],
     ["expressions on other keys only", affinity([{ key: "zone", operator: "In", values: ["a"] }]), undefined],
-    ["a term without matchExpressions admits every node", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{}] } } } } } as unknown as PodLike, undefined],
+    // nodeaffinity.go: "nil or empty term selects no objects".
+    ["an empty term selects no node", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{}] } } } } } as unknown as PodLike, `required node affinity excludes ${KEY}=true`],
+    ["an empty term ORed with an admitting one", affinity([], [{ key: KEY, operator: "In", values: ["true"] }]), undefined],
+    ["matchFields on the node name only: satisfiable", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["node-1"] }] }] } } } } } as unknown as PodLike, undefined],
+    ["matchFields with two values: the term parses to nothing", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["node-1", "node-2"] }] }] } } } } } as unknown as PodLike, `required node affinity excludes ${KEY}=true`],
+    ["matchFields with Exists: the term parses to nothing", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "Exists" }] }] } } } } } as unknown as PodLike, `required node affinity excludes ${KEY}=true`],
+    ["matchExpressions and matchFields ANDed", { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: KEY, operator: "DoesNotExist" }], matchFields: [{ key: "metadata.name", operator: "In", values: ["node-1"] }] }] } } } } } as unknown as PodLike, `required node affinity excludes ${KEY}=true`],
     ["terms are ORed: one excluding term, one admitting", affinity([{ key: KEY, operator: "DoesNotExist" }], [{ key: KEY, operator: "Exists" }]), undefined],
     ["terms are ORed: both excluding", affinity([{ key: KEY, operator: "DoesNotExist" }], [{ key: KEY, operator: "In", values: ["no"] }]), `required node affinity excludes ${KEY}=true`],
     ["expressions are ANDed: one excluding is enough", affinity([{ key: "zone", operator: "In", values: ["a"] }, { key: KEY, operator: "NotIn", values: ["true"] }]), `required node affinity excludes ${KEY}=true`],
@@ -44,6 +60,16 @@ describe("placementConflict: can the pod still land on a node labelled key=true?
     ["preferred affinity never conflicts", { spec: { containers: [], affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: KEY, operator: "DoesNotExist" }] } }] } } } } as unknown as PodLike, undefined],
   ])("%s", (_name, pod, expected) => {
     expect(placementConflict(pod, KEY, "true")).toBe(expected);
+  });
+
+  // A node label value that is an integer: Gt/Lt compare numerically, as int64.
+  it.each<[string, string, string, boolean]>([
+    ["Gt", "5", "7", true], ["Gt", "7", "7", false], ["Lt", "8", "7", true], ["Lt", "7", "7", false],
+    // A sign is no label value: NewRequirement refuses "-1" (validateLabelValue), so the term selects nothing.
+    ["Gt", "-1", "0", false], ["Gt", "+1", "2", false], ["Lt", "9223372036854775807", "9223372036854775806", true],
+    ["Gt", "9223372036854775808", "1", false], // out of int64: does not parse
+  ])("%s %s against the value %s: admits = %s", (operator, bound, value, admits) => {
+    expect(placementConflict(affinity([{ key: KEY, operator, values: [bound] }]), KEY, value) === undefined).toBe(admits);
   });
 });
 

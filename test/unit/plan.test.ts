@@ -169,10 +169,11 @@ describe("who is touched", () => {
 
   it("ephemeral containers only when enabled, and then without placement or annotations", () => {
     const pod = webPod({ nodeName: "node-1", ephemeralContainers: [{ name: "debug", image: `${REG}/team/debug:1` }] });
-    const off = run(pod, [`${REG}/team/debug:1-apparate`], { operation: "UPDATE", subResource: "ephemeralcontainers" });
+    const oldPod = webPod({ nodeName: "node-1" });
+    const off = run(pod, [`${REG}/team/debug:1-apparate`], { operation: "UPDATE", subResource: "ephemeralcontainers", oldPod });
     expect(off.p.skipped).toContain("ephemeral");
     const cfg = compileConfig({ acceleration: { registries: [REG], ephemeralContainers: true } });
-    const on = run(pod, [`${REG}/team/debug:1-apparate`], { operation: "UPDATE", subResource: "ephemeralcontainers" }, cfg);
+    const on = run(pod, [`${REG}/team/debug:1-apparate`], { operation: "UPDATE", subResource: "ephemeralcontainers", oldPod }, cfg);
     expect(on.patch).toEqual([{ op: "replace", path: "/spec/ephemeralContainers/0/image", value: `${REG}/team/debug:1-apparate` }]);
   });
 });
