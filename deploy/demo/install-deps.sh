@@ -15,3 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# containerd 1.7 (trixie) and 2.x (unstable) beside the system's 1.6, for the node agent's
+# tests on every release users run: unpacked into .tmp/debs, never installed over the system's.
+bash "$(dirname "$0")/../../test/support/fetch-debs.sh" trixie .tmp/debs/containerd-1.7 containerd
+bash "$(dirname "$0")/../../test/support/fetch-debs.sh" unstable .tmp/debs/containerd-2 containerd

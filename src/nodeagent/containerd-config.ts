@@ -24,6 +24,13 @@ export interface EditOptions {
   snapshotterName?: string;
   /** Take over a CRI that already uses another snapshotter (nodeAgent.replaceSnapshotter). */
   replaceSnapshotter?: boolean;
+  /**
+   * `effective` is the binary's own `containerd config dump` (defaults filled in, a 2.x
+   * binary's migration applied), not apparate's merge of the imports: decisions read it
+   * in the schema the binary runs, and whether the edit takes effect is checked on the
+   * candidate's dump instead of by comparing sections.
+   */
+  effectiveIsDump?: boolean;
 }
 
 /** One certs.d/<dir>/hosts.toml apparate derives from legacy settings. */
@@ -184,6 +191,29 @@ export function migrateV1(doc: Table): string[] {
   return ignored;
 }
 
+/**
+ * Where apparate writes its keys in a file of schema `fileVersion` that containerd
+ * `major` reads. containerd 2.x reads a version-2 file by migrating it in memory, and
+ * that migration (2.1.9, checked with its `config dump` and the daemon's ImageFsInfo)
+ * carries over the CRI `registry` table but not `containerd.snapshotter` nor
+ * `disable_snapshot_annotations`: those are read from `io.containerd.cri.v1.images`
+ * only, which a version-2 file may name directly. So on 2.x a version-2 file stays
+ * version 2, gets the images keys under their 2.x plugin, and config_path goes where
+ * the file keeps its registry (the migration replaces the images registry with it).
+ */
+export function editPaths(doc: Table, fileVersion: number, major: number) {
+  if (major < 2 || fileVersion >= 3) return criPaths(fileVersion);
+  const grpcRegistry = ["plugins", "io.containerd.grpc.v1.cri", "registry"];
+  const images = ["plugins", "io.containerd.cri.v1.images"];
+  return { plugin: "io.containerd.cri.v1.images", images, registry: get(doc, grpcRegistry) !== undefined ? grpcRegistry : [...images, "registry"] };
+}
+
+/** The config_path directories containerd `major` reads from this file. */
+export function registryConfigDirs(doc: Table, major: number): string[] {
+  const v = get(doc, [...editPaths(doc, versionOf(doc), major).registry, "config_path"]);
+  return typeof v === "string" ? v.split(":").filter((d) => d !== "") : [];
+}
+
 /** Where CRI keeps the keys apparate sets, per schema. */
 export function criPaths(version: number) {
   return version >= 3
@@ -268,22 +298,27 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
     record.migratedFromV1 = true;
     if (ignored.length > 0) record.ignoredV1 = ignored;
   }
-  if (have !== want) {
-    throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${want}, the file has version ${have}`, have);
+  // containerd 2.x reads version 2 (migrated in memory) and 3; 1.x reads 1 and 2.
+  const readable = o.containerdMajor >= 2 ? [2, 3] : [2];
+  if (!readable.includes(have)) {
+    throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${readable.join(" or ")}, the file has version ${have}`, have);
   }
-  doc.version = want;
-  const p = criPaths(want);
+  doc.version = have;
+  const p = editPaths(doc, have, o.containerdMajor);
 
   // Decide on the effective config (after imports): what containerd will really run.
   const eff = effective ? structuredClone(effective) : doc;
   if (effective && versionOf(eff) === 1) migrateV1(eff);
+  // The schema the decision reads: the dump's own, else what this binary reads the file as.
+  const effPaths = effective ? criPaths(versionOf(eff)) : p;
   const disabled: string[] = Array.isArray(eff.disabled_plugins) ? eff.disabled_plugins : [];
-  const criIds = want >= 3 ? ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"] : ["io.containerd.grpc.v1.cri"];
+  const criIds = o.containerdMajor >= 2 ? ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"] : ["io.containerd.grpc.v1.cri"];
   const off = disabled.find((d) => criIds.includes(d));
   if (off) {
     return refuse("CriDisabled", `containerd's CRI plugin is disabled (disabled_plugins contains ${JSON.stringify(off)}): the kubelet does not use this containerd, apparate leaves it alone`);
   }
-  const inUse = criSnapshotter(eff, want);
+  const snap = get(eff, [...effPaths.images, "snapshotter"]);
+  const inUse = typeof snap === "string" && snap !== "" ? snap : DEFAULT_SNAPSHOTTER;
   if (inUse !== name && inUse !== DEFAULT_SNAPSHOTTER && !o.replaceSnapshotter) {
     return refuse("SnapshotterInUse", `CRI already uses the ${JSON.stringify(inUse)} snapshotter; set nodeAgent.replaceSnapshotter=true to replace it with apparate's`);
   }
@@ -291,7 +326,7 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
   if (proxy && proxy.address !== o.snapshotterSocket && !o.replaceSnapshotter) {
     return refuse("SnapshotterInUse", `proxy_plugins.${name} already points at ${JSON.stringify(proxy.address)}; set nodeAgent.replaceSnapshotter=true to replace it with apparate's`);
   }
-  if (effective) {
+  if (effective && !o.effectiveIsDump) {
     // containerd replaces a whole plugin section from an import: an edit of the main file
     // would not be what containerd runs.
     const mine = get(doc, ["plugins", p.plugin]);
@@ -327,7 +362,7 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
   }
   if (registry?.configs && Object.keys(registry.configs).length === 0) delete registry.configs;
   // An existing config_path (maybe several directories) stays; apparate uses the first.
-  const dirs = configPathDirs(doc, want);
+  const dirs = registryConfigDirs(doc, o.containerdMajor);
   if (dirs.length === 0) setTracked([...p.registry, "config_path"], o.certsDir);
   const text2 = stringify(doc);
   return { text: text2, changed: text2 !== before, record, hosts, hostsDir: dirs[0] ?? o.certsDir };

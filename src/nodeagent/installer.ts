@@ -10,7 +10,7 @@ import { basename, dirname, isAbsolute, join } from "node:path";
 import { ApparateError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import {
-  applyApparate, configPathDirs, criSnapshotter, type EditOptions, type EditRecord, effectiveConfig, type HostsEntry,
+  applyApparate, criPaths, criSnapshotter, DEFAULT_SNAPSHOTTER, get, registryConfigDirs, type EditOptions, type EditRecord, effectiveConfig, type HostsEntry,
   parseConfig, removeApparate, sameValue, schemaVersionFor, type Table, versionOf,
 } from "./containerd-config.js";
 import { type FileMeta, inHost, metaOf, readIf, resolveHostPath, sha256, writeAtomic } from "./files.js";
@@ -100,11 +100,14 @@ export class Installer {
     this.o.afterStep?.(step);
   }
 
-  /** containerd's `imports` (globs, relative to the config's directory), parsed, in order. */
-  private imports(doc: Table, target: string): Table[] {
+  /**
+   * containerd's `imports` (globs), parsed, in order. A relative one is relative to the
+   * directory of the path containerd was given (`--config`), not of a symlink's target.
+   */
+  private imports(doc: Table, _target: string): Table[] {
     const out: Table[] = [];
     for (const pat0 of Array.isArray(doc.imports) ? (doc.imports as string[]) : []) {
-      const pat = isAbsolute(pat0) ? pat0 : join(dirname(target), pat0);
+      const pat = isAbsolute(pat0) ? pat0 : join(dirname(this.o.containerdConfig), pat0);
       for (const f of globOne(this.h(dirname(pat)), basename(pat))) out.push(parseConfig(readFileSync(f, "utf8"), f));
     }
     return out;
@@ -143,8 +146,17 @@ export class Installer {
 
     const doc = parseConfig(current, target);
     const imports = this.imports(doc, target);
-    const effective = imports.length > 0 ? effectiveConfig(doc, imports) : undefined;
-    const edit = applyApparate(current, this.editOptions(major), effective);
+    // containerd 2.x reads older schemas through its own migration: decide on what that
+    // binary dumps, never on apparate's reading of the file.
+    const fromDump = major >= 2;
+    const effective = fromDump ? await this.runtime.configDump(absoluteImports(doc, this.o.containerdConfig)) : imports.length > 0 ? effectiveConfig(doc, imports) : undefined;
+    const edit = applyApparate(current, { ...this.editOptions(major), ...(fromDump ? { effectiveIsDump: true } : {}) }, effective);
+    if (!edit.refused && edit.changed) {
+      // What the binary will read from the candidate, before anything on the node changes.
+      const dumped = await this.runtime.configDump(absoluteImports(parseConfig(edit.text), this.o.containerdConfig));
+      const why = notApplied(dumped, major, this.o.snapshotterSocket);
+      if (why) edit.refused = { reason: "EditNotEffective", message: `containerd ${major}.x would not run apparate's edit of ${target}: ${why} (containerd config dump of the candidate); the node is left as it is` };
+    }
     if (edit.refused) {
       this.logger.warn({ reason: edit.refused.reason, config: target }, edit.refused.message);
       return { status: "refused", ...edit.refused };
@@ -185,9 +197,9 @@ export class Installer {
     this.step(state, "write");
 
     // 5. Restart when the running CRI is not what the file says (also after a crash here).
-    const wantedPath = configPathDirs(parseConfig(edit.text), schemaVersionFor(major)).join(":");
+    const wantedPath = registryConfigDirs(parseConfig(edit.text), major).join(":");
     const before = await this.runtime.criStatus();
-    const running = before.loaded && before.snapshotter === SNAPSHOTTER && before.configPath === wantedPath;
+    const running = before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
     let restarted = false;
     if (!running) {
       this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
@@ -208,7 +220,8 @@ export class Installer {
     let reason = "";
     while (Date.now() < end) {
       const st = await this.runtime.criStatus();
-      if (st.loaded && st.snapshotter === SNAPSHOTTER && st.configPath === wantedPath) return { ok: true };
+      // containerd 2.x does not report config_path; its dump of the candidate was checked before the write.
+      if (st.loaded && st.snapshotter === SNAPSHOTTER && (st.configPath === undefined || st.configPath === wantedPath)) return { ok: true };
       reason = st.loaded ? `CRI runs with snapshotter ${JSON.stringify(st.snapshotter)} and config_path ${JSON.stringify(st.configPath)}` : st.reason;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -340,6 +353,23 @@ export class Installer {
 /** Whether a config text carries apparate's proxy plugin (its socket). */
 function hasApparateKeys(text: string, socket: string): boolean {
   try { return parseConfig(text).proxy_plugins?.[SNAPSHOTTER]?.address === socket; } catch { return false; }
+}
+
+/** The document with its `imports` made absolute (relative ones are relative to the directory of the path containerd is given). */
+function absoluteImports(doc: Table, configPath: string): Table {
+  if (!Array.isArray(doc.imports)) return doc;
+  return { ...doc, imports: (doc.imports as string[]).map((i) => (isAbsolute(i) ? i : join(dirname(configPath), i))) };
+}
+
+/** Why a dumped config does not run apparate's snapshotter for CRI, if it does not. */
+function notApplied(dumped: Table, major: number, socket: string): string | undefined {
+  const p = criPaths(versionOf(dumped) >= 3 ? 3 : 2);
+  const snap = get(dumped, [...p.images, "snapshotter"]);
+  if (snap !== SNAPSHOTTER) return `CRI's snapshotter would be ${JSON.stringify(snap ?? DEFAULT_SNAPSHOTTER)}`;
+  if (get(dumped, [...p.images, "disable_snapshot_annotations"]) !== false) return "CRI would not pass the snapshot annotations lazy pulling needs (disable_snapshot_annotations)";
+  if (get(dumped, ["proxy_plugins", SNAPSHOTTER, "address"]) !== socket) return `proxy_plugins.${SNAPSHOTTER} would not point at ${socket}`;
+  if (major >= 2 && !(typeof get(dumped, [...p.registry, "config_path"]) === "string" && get(dumped, [...p.registry, "config_path"]) !== "")) return "CRI would have no registry config_path";
+  return undefined;
 }
 
 const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);

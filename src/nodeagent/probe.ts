@@ -4,13 +4,18 @@
 // `configs.tls` next to `config_path`); starting the daemon is the only faithful check.
 import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { stringify } from "smol-toml";
 import { ApparateError } from "../errors.js";
 import { get, type Table, versionOf } from "./containerd-config.js";
 import { waitForCri } from "./cri.js";
 
 export class ProbeError extends ApparateError {}
+
+/** PATH with the binary's own directory first, so containerd finds the shim it ships with. */
+export function pathFor(binary: string, path = process.env.PATH ?? ""): string {
+  return isAbsolute(binary) ? `${dirname(binary)}:${path}` : path;
+}
 
 // Plugins that would touch the live node's shared state (block devices, pools, the NRI
 // socket) and that CRI does not need to load.
@@ -50,7 +55,9 @@ export function probeDocument(effective: Table, dir: string): Table {
 
 /** Which plugin the CRI Status comes from does not matter; the log line names the failure. */
 function criFailure(log: string): string | undefined {
-  const m = /failed to load plugin io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.\w+)"? error="((?:[^"\\]|\\.)*)"/.exec(log);
+  // 1.x: `failed to load plugin io.containerd.grpc.v1.cri" error="..."`; 2.x: `failed to load plugin" error="..." id=io.containerd.cri.v1.runtime`.
+  const m = /failed to load plugin io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.\w+)"? error="((?:[^"\\]|\\.)*)"/.exec(log)
+    ?? /failed to load plugin" error="((?:[^"\\]|\\.)*)" id=io\.containerd\.(?:grpc\.v1\.cri|cri\.v1\.\w+)\b/.exec(log);
   return m?.[1]?.replace(/\\"/g, '"');
 }
 
@@ -72,7 +79,7 @@ export async function probeCri(effective: Table, o: ProbeOptions): Promise<void>
   const doc = probeDocument(effective, o.dirOnHost);
   writeFileSync(join(o.dir, "config.toml"), stringify(doc), { mode: 0o600 });
   const args = [...o.exec, o.binary, "--config", join(o.dirOnHost, "config.toml")];
-  const child = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: pathFor(o.binary) } });
   let log = "";
   child.stderr?.on("data", (d: Buffer) => { log = (log + d.toString()).slice(-64_000); });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));

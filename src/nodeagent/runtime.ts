@@ -2,12 +2,14 @@
 // a candidate config, restart, and what CRI really runs (CRI status). On a node the
 // commands run in the host's namespaces (nsenter -t 1).
 import { execFile } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ApparateError } from "../errors.js";
-import type { Table } from "./containerd-config.js";
+import { parseConfig, type Table } from "./containerd-config.js";
 import { type CriStatus, criStatus } from "./cri.js";
-import { probeCri } from "./probe.js";
+import { pathFor, probeCri } from "./probe.js";
+import { stringify } from "smol-toml";
 
 const run = promisify(execFile);
 
@@ -20,7 +22,14 @@ export interface ContainerRuntime {
   restart(): Promise<void>;
   /** What the running containerd's CRI uses (snapshotter, config_path), or why it is not there. */
   criStatus(): Promise<CriStatus>;
+  /**
+   * The config this containerd binary would run with the given document (`containerd
+   * config dump`: imports merged, a 2.x binary's migration of an older schema applied).
+   * Imports must be absolute paths.
+   */
+  configDump(doc: Table): Promise<Table>;
 }
+
 
 export function parseContainerdVersion(out: string): { major: number; minor: number } {
   // "containerd github.com/containerd/containerd 1.6.20~ds1 ..." or "containerd containerd.io v2.0.0 ..."
@@ -63,7 +72,26 @@ export class HostContainerd implements ContainerRuntime {
   async probe(effective: Table): Promise<void> {
     const dir = this.opts.probeDir ?? "/var/lib/apparate-node/probe";
     // Mount namespace only: nsenter then execs containerd itself, so the signal that stops the probe reaches it.
-    await probeCri(effective, { dir: this.local(dir), dirOnHost: dir, exec: this.opts.probeExec ?? (this.opts.hostPid ? ["nsenter", "-t", "1", "-m", "--"] : []), binary: this.binary });
+    await probeCri(effective, { dir: this.local(dir), dirOnHost: dir, exec: this.probeExec, binary: this.binary });
+  }
+
+  private get probeExec() { return this.opts.probeExec ?? (this.opts.hostPid ? ["nsenter", "-t", "1", "-m", "--"] : []); }
+
+  async configDump(doc: Table): Promise<Table> {
+    const dir = join(this.opts.probeDir ?? "/var/lib/apparate-node/probe", "..", "dump");
+    mkdirSync(this.local(dir), { recursive: true, mode: 0o700 });
+    writeFileSync(this.local(join(dir, "config.toml")), stringify(doc), { mode: 0o600 });
+    const args = [...this.probeExec, this.binary, "--config", join(dir, "config.toml"), "config", "dump"];
+    try {
+      const { stdout } = await run(args[0]!, args.slice(1), { maxBuffer: 16 << 20, timeout: 30_000, env: { ...process.env, PATH: pathFor(this.binary) } });
+      return parseConfig(stdout, `${this.binary} config dump`);
+    } catch (err) {
+      const e = err as { stderr?: string; message: string; code?: string };
+      if (e.code === "config-toml") throw err;
+      throw new RuntimeError("containerd-config-dump", `containerd config dump of the candidate failed: ${(e.stderr || e.message).trim().slice(0, 400)}`, doc);
+    } finally {
+      rmSync(this.local(dir), { recursive: true, force: true });
+    }
   }
 
   criStatus(): Promise<CriStatus> {

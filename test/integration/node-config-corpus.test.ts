@@ -94,6 +94,11 @@ describe.skipIf(!canRun)("node agent on every version-1/2 config of the corpus, 
     for (const m of original.toString("utf8").matchAll(/base_runtime_spec\s*=\s*["'](\/etc\/containerd\/[^"']+)["']/g)) {
       writeFileSync(join(root, m[1]!), await ociSpec());
     }
+    // The files a config imports by name (no glob): containerd refuses to start without them.
+    for (const imp of ((parse(original.toString("utf8")) as { imports?: string[] }).imports ?? []).filter((f) => !/[*?[]/.test(f))) {
+      const p = join(root, imp.startsWith("/") ? imp : join("/etc/containerd", imp));
+      if (!existsSync(p)) { mkdirSync(dirname(p), { recursive: true }); writeFileSync(p, ""); }
+    }
     const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
     const mk = (replaceSnapshotter: boolean) => new Installer({
       hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",

@@ -1,6 +1,8 @@
-// The node side end to end, on loopback: Debian's docker-registry, Debian's containerd
-// 1.6 (own root, state and socket), the test lazy-loading snapshotter built from
-// Debian's stargz-snapshotter library, and the node agent writing the config.
+// The node side end to end, on loopback: Debian's docker-registry, a real containerd
+// (1.6, 1.7 and 2.1: each its own run, own root, state and socket), the test
+// lazy-loading snapshotter built from Debian's stargz-snapshotter library, and the node
+// agent writing the config. The node's file is version 2 on every release (on 2.1 that
+// is the upgraded node that kept its config).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +12,7 @@ import { Writable } from "node:stream";
 import { parse } from "smol-toml";
 import { registryAvailable, startRegistry, type RunningRegistry } from "../support/registry.js";
 import { startCountingProxy, type CountingProxy } from "../support/counting-proxy.js";
-import { TestContainerd, run } from "../support/containerd.js";
+import { type ContainerdBinary, configDumpOf, containerds, TestContainerd, run } from "../support/containerd.js";
 import { buildAndPushImage, convertAndPush, layerBytes } from "../support/images.js";
 import { KubeApiStandIn } from "../support/kube-api-standin.js";
 import { Installer } from "../../src/nodeagent/installer.js";
@@ -25,7 +27,11 @@ const canRun = registryAvailable && process.getuid?.() === 0 && existsSync("/dev
 const logs: string[] = [];
 const logger = createLogger({ destination: new Writable({ write(c, _e, cb) { logs.push(c.toString()); cb(); } }) });
 
-describe.skipIf(!canRun)("node agent + containerd + lazy-loading snapshotter, end to end", () => {
+// Where each release reads apparate's image keys from a version-2 file (see editPaths).
+const imagesSection = (c: ContainerdBinary) => (c.version.startsWith("1.") ? ["io.containerd.grpc.v1.cri", "containerd"] : ["io.containerd.cri.v1.images"]);
+const at = (doc: any, path: string[]) => path.reduce((t, k) => t?.[k], doc.plugins);
+
+describe.skipIf(!canRun).each(containerds().map((c) => [c.version, c] as const))("node agent + containerd %s + lazy-loading snapshotter, end to end", (_v, release) => {
   let dir: string;
   let reg: RunningRegistry;
   let proxy: CountingProxy;
@@ -58,7 +64,7 @@ address = "${dir}/containerd/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri".registry.mirrors."registry.legacy.example"]
 endpoint = ["https://legacy-mirror.example"]
 `;
-    ctd = new TestContainerd(join(dir, "containerd"), configPath);
+    ctd = new TestContainerd(join(dir, "containerd"), configPath, release);
     writeFileSync(configPath, original);
     await ctd.start();
     await buildAndPushImage(join(dir, "img"), `${reg.host}/apparate-test/hello:1.0`, 6 << 20);
@@ -104,9 +110,15 @@ endpoint = ["https://legacy-mirror.example"]
     const doc = parse(readFileSync(configPath, "utf8")) as any;
     expect(doc.proxy_plugins.stargz).toEqual({ type: "snapshot", address: sock() });
     expect(doc.plugins["io.containerd.grpc.v1.cri"].registry).toEqual({ config_path: certsDir() });
-    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false });
+    expect(at(doc, imagesSection(release))).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false });
+    expect(doc.version).toBe(2);
     // What containerd runs, not only the file: CRI uses the snapshotter.
-    expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz", configPath: certsDir() });
+    // (containerd 2.x reports the snapshotter through ImageFsInfo and no config_path: its own dump says which.)
+    expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz", configPath: release.version.startsWith("1.") ? certsDir() : undefined });
+    const dumped = await configDumpOf(release, configPath) as any;
+    const images = dumped.version === 3 ? dumped.plugins["io.containerd.cri.v1.images"] : dumped.plugins["io.containerd.grpc.v1.cri"].containerd;
+    expect(images).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false });
+    expect((dumped.version === 3 ? images : dumped.plugins["io.containerd.grpc.v1.cri"]).registry.config_path).toBe(certsDir());
     // The legacy mirror moved into hosts.toml; the configured mirror is there too.
     expect(parse(readFileSync(join(certsDir(), "registry.legacy.example", "hosts.toml"), "utf8"))).toMatchObject({ host: { "https://legacy-mirror.example": {} } });
     expect(parse(readFileSync(join(certsDir(), "quay.io", "hosts.toml"), "utf8"))).toMatchObject({ server: "https://quay.io", host: { [`http://${proxy.host}`]: { capabilities: ["pull", "resolve"] } } });
@@ -251,7 +263,7 @@ endpoint = ["https://legacy-mirror.example"]
     const doc = parse(readFileSync(configPath, "utf8")) as any;
     expect(doc.plugins["io.containerd.internal.v1.opt"].path).toBe("/opt/containerd-test");
     expect(doc.proxy_plugins).toBeUndefined();
-    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd?.snapshotter).toBeUndefined();
+    expect(at(doc, imagesSection(release))?.snapshotter).toBeUndefined();
     expect(logs.join("")).toContain("removed apparate's keys only");
   }, 60_000);
 });

@@ -57,10 +57,34 @@ describe("containerd config edits (TOML, not text)", () => {
   });
 
   it("refuses a version mismatch, an unknown version, an unknown v1 plugin or broken TOML with an error naming it", () => {
-    expect(() => applyApparate("version = 2\n", opts(2))).toThrow(/containerd 2.x reads config version 3, the file has version 2/);
+    expect(() => applyApparate("version = 3\n", opts(1))).toThrow(/containerd 1.x reads config version 2, the file has version 3/);
+    expect(() => applyApparate("[plugins.cri]\nsandbox_image = \"p\"\n", opts(2))).toThrow(/containerd 2.x reads config version 2 or 3, the file has version 1/);
     expect(() => applyApparate("version = 7\n", opts(1))).toThrow(/version 7 is not one containerd reads/);
     expect(() => applyApparate("[plugins.frobnicator]\nx = 1\n", opts(1))).toThrow(/plugin "frobnicator"/);
     expect(() => applyApparate("[plugins\n", opts(1))).toThrow(ContainerdConfigError);
+  });
+
+  it("a version-2 file on containerd 2.x stays version 2; the image keys go where 2.x reads them (io.containerd.cri.v1.images), config_path beside the file's own registry table", () => {
+    const withRegistry = `version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd]
+snapshotter = "overlayfs"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
+endpoint = ["https://mirror.example"]
+`;
+    const r = applyApparate(withRegistry, opts(2));
+    const doc = parse(r.text) as any;
+    expect(doc.version).toBe(2);
+    expect(doc.plugins["io.containerd.cri.v1.images"]).toEqual({ snapshotter: "stargz", disable_snapshot_annotations: false });
+    // 2.x's migration replaces the images registry with the file's CRI registry table: config_path goes there.
+    expect(doc.plugins["io.containerd.grpc.v1.cri"].registry).toEqual({ config_path: "/etc/containerd/certs.d" });
+    // The 1.x key 2.x ignores is the node's, untouched.
+    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toEqual({ snapshotter: "overlayfs" });
+    expect(r.hosts.map((h) => h.dir)).toEqual(["docker.io"]);
+    // Without a registry table of its own, config_path goes under the images plugin.
+    const bare = parse(applyApparate("version = 2\n", opts(2)).text) as any;
+    expect(bare.plugins["io.containerd.cri.v1.images"].registry).toEqual({ config_path: "/etc/containerd/certs.d" });
+    // Idempotent.
+    expect(applyApparate(r.text, opts(2)).changed).toBe(false);
   });
 
   it("version 1 (no version key, plugins.cri) is migrated in-process to version 2, as containerd maps plugin IDs", () => {
