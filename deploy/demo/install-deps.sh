@@ -19,3 +19,6 @@ fi
 # tests on every release users run: unpacked into .tmp/debs, never installed over the system's.
 bash "$(dirname "$0")/../../test/support/fetch-debs.sh" trixie .tmp/debs/containerd-1.7 containerd
 bash "$(dirname "$0")/../../test/support/fetch-debs.sh" unstable .tmp/debs/containerd-2 containerd
+# Debian unstable's oras (1.3; bookworm has none): the tests read apparate's digest links
+# with it (the OCI referrers tag schema). Unpacked into .tmp/debs/oras, never installed.
+bash "$(dirname "$0")/../../test/support/fetch-debs.sh" unstable .tmp/debs/oras oras

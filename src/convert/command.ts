@@ -11,6 +11,7 @@ import { parseReference, ImageReferenceError, type ImageReference } from "../ima
 import { createLogger } from "../observability/logger.js";
 import { DialPolicy } from "../registry/network.js";
 import { RegistryClient } from "../registry/client.js";
+import { recordLinksFor } from "../registry/referrers.js";
 import { Keyring, parseDockerConfig, type Credential, type DockerConfigJson } from "../registry/credentials.js";
 import { DEFAULT_CHUNK_SIZE } from "./estargz.js";
 import { convertImage, targetFor, type ConvertImageResult, type ConvertObserver, type LayerEvent } from "./image.js";
@@ -176,7 +177,10 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
       observer: progress?.observer ?? logObserver(),
     });
     progress?.stop();
-    out.write(values.json ? JSON.stringify(result, null, 2) + "\n" : summary(result));
+    // X -> Y recorded as a referrer of X, so that digest-pinned pods can follow it (issue 27);
+    // only beside X: a pod pinned to X names X's repository.
+    const links = result.digest && result.result !== "dry-run" && target.path === source.path ? await recordLinksFor(client, target, credentials(target), result.digest, controller.signal) : [];
+    out.write(values.json ? JSON.stringify({ ...result, links }, null, 2) + "\n" : summary(result) + links.map((l) => `  link ${l.source} -> ${l.target} (${l.via})\n`).join(""));
     return result.result === "up-to-date" ? EXIT_UP_TO_DATE : 0;
   } finally {
     progress?.stop();

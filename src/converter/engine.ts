@@ -1,5 +1,6 @@
 import type { Config } from "../config/config.js";
 import { convertImage, ImageConvertError } from "../convert/image.js";
+import { recordLinksFor } from "../registry/referrers.js";
 import type { RegistryStack } from "../registry/stack.js";
 import { PermanentFailure } from "./queue.js";
 
@@ -41,6 +42,8 @@ export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
         credentials: (ref) => stack.keyring?.lookup(ref.domain, ref.path)[0],
         signal,
       });
+      // X -> Y recorded as a referrer of X, so that digest-pinned pods can follow it (issue 27).
+      if (r.digest) await recordLinksFor(stack.client, source, stack.keyring?.lookup(source.domain, source.path)[0], r.digest, signal);
       return { result: r.result === "up-to-date" ? "up-to-date" : "converted", ...(r.digest ? { digest: r.digest } : {}), bytesIn: r.bytesIn, bytesOut: r.bytesOut };
     } catch (err) {
       if (err instanceof ImageConvertError && PERMANENT_CODES.has(err.code)) throw new PermanentFailure(err.message, { cause: err });

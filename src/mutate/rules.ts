@@ -1,5 +1,6 @@
 // Which images are eligible for acceleration: an allow-list of registries, then
 // optional rules (registry namespace + repository regex + tag regex).
+import { isReferrersTag } from "../registry/referrers.js";
 import type { Config } from "../config/config.js";
 import { DEFAULT_TAG, type ImageReference, MAX_TAG_LENGTH } from "../image/reference.js";
 
@@ -44,6 +45,7 @@ export function conversionDecision(ref: ImageReference, config: Config): Convers
   if (ref.tag === undefined && ref.digest !== undefined) return { convert: false, reason: "no tag: an accelerated image is named after the source's tag" };
   const tag = ref.tag ?? DEFAULT_TAG;
   if (tag.endsWith(suffix)) return { convert: false, reason: `tag already ends with ${suffix} (an accelerated image)` };
+  if (isReferrersTag(tag)) return { convert: false, reason: "a referrers tag (sha256-<digest>): a list of artifacts, not an image" };
   if (tag.length + suffix.length > MAX_TAG_LENGTH) return { convert: false, reason: `tag ${tag.slice(0, 40)}… + ${suffix} would exceed ${MAX_TAG_LENGTH} characters` };
   const m = matchRule(ref, config);
   if (!m.matched) return { convert: false, reason: m.reason };

@@ -22,6 +22,7 @@ const REQUIRED: ReadonlyArray<readonly [string, () => boolean, string]> = [
   ["prometheus", () => existsSync("/usr/bin/prometheus"), "Debian package prometheus"],
   ["promtool", () => existsSync("/usr/bin/promtool"), "Debian package prometheus"],
   ["shellcheck", () => onPath("shellcheck"), "Debian package shellcheck"],
+  ["oras", () => existsSync(process.env.ORAS_BIN ?? ".tmp/debs/oras/usr/bin/oras"), "Debian unstable package oras (test/support/fetch-debs.sh, run by make deps)"],
   ["/dev/fuse", () => existsSync("/dev/fuse"), "the kernel's FUSE device"],
   ["root", () => process.getuid?.() === 0, "the node tests mount and run containerd as root"],
 ];
