@@ -119,6 +119,8 @@ describe.skipIf((!registryAvailable || !oracleBuildable) && process.env.CI !== "
     expect(code).toBe(0);
     expect(JSON.parse(text).decision.image).toBe(`${reg.host}/team/web:v1-apparate`);
     expect(calls.get(`${reg.host}/team/web:v1@${digest}`)).toBe(1);
+    // The conversion ends after the tag: the X -> Y link is recorded last (issue 27).
+    await conv!.converter.queue.idle();
     const listed = await (await fetch(`${conv!.url}/conversions`)).json() as { recent: Array<{ source: string; state: string; trigger: string }> };
     expect(listed.recent).toContainEqual(expect.objectContaining({ source: `${reg.host}/team/web:v1`, state: "converted", trigger: "event" }));
   });

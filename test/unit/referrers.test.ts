@@ -2,7 +2,9 @@
 // (rows from the distribution spec's "Referrers Tag Schema" text), the link artifact, the
 // list kept under the tag, and the trust check the webhook runs before following a link.
 import { describe, expect, it } from "vitest";
+import { compileConfig } from "../../src/config/config.js";
 import { TOC_DIGEST_ANNOTATION } from "../../src/convert/estargz.js";
+import { conversionDecision } from "../../src/mutate/rules.js";
 import { SOURCE_DIGEST_ANNOTATION } from "../../src/convert/image.js";
 import {
   isReferrersTag, LINK_ARTIFACT_TYPE, LINK_TARGET_ANNOTATION, LINK_TARGET_MEDIA_TYPE_ANNOTATION, linkManifest, linksIn,
@@ -111,5 +113,18 @@ describe("verifyTarget: the check before a link is followed", () => {
     const v = verifyTarget(X, target, kids);
     if (refused === undefined) expect(v).toEqual({ ok: true });
     else { expect(v.ok).toBe(false); expect((v as { reason: string }).reason).toMatch(refused); }
+  });
+});
+
+describe("the converter never converts a referrers tag", () => {
+  const config = compileConfig({ acceleration: { registries: ["registry.test"] } });
+  it.each([
+    ["sha256-" + "a".repeat(64), false],
+    ["sha256-" + "a".repeat(64) + ".sig", false],
+    ["1.0", true],
+  ])("conversionDecision(app:%s).convert = %s", (tag, convert) => {
+    const d = conversionDecision({ domain: "registry.test", path: "app", tag }, config);
+    expect(d.convert).toBe(convert);
+    if (!d.convert) expect(d.reason).toMatch(/referrers tag/);
   });
 });
