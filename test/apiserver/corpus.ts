@@ -203,3 +203,67 @@ function first(pod: PodLike): string { return pod.spec!.containers![0]!.name; }
 function debugContainer(name: string, image: string, target: string) {
   return { name, image, imagePullPolicy: "IfNotPresent", stdin: true, tty: true, targetContainerName: target, terminationMessagePolicy: "File", resources: {} };
 }
+
+/** A small seeded PRNG (mulberry32): the random part of the corpus is the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random pods (seeded): any namespace, 0-2 init containers and 1-4 containers whose images
+ * mix variants on the test registry, images without one, digest pins, short Docker Hub names
+ * and other registries; opt-out labels now and then, nodeSelectors and node affinities the
+ * node set can satisfy, annotations up to 100 KiB.
+ */
+export function randomCases(shapes: Shape[], reg: string, n: number, seed = 24): CorpusCase[] {
+  const rnd = prng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const variants = variantsToPush(shapes);
+  const imagePool = (): string => {
+    const v = pick(variants);
+    return pick([
+      () => `${reg}/${v.repo}:${v.tag}`,
+      () => `${reg}/${v.repo}:${v.tag}`,
+      () => `${reg}/novariant/${v.repo}:${v.tag}`,
+      () => `${reg}/${v.repo}:${v.tag}@sha256:${"0123456789abcdef".repeat(4)}`,
+      () => pick(["nginx", "nginx:1.27", "busybox:1.36", "registry.k8s.io/pause:3.9", "ghcr.io/fluxcd/source-controller:v1.3.0", `docker.io/${v.repo}:${v.tag}`]),
+    ])();
+  };
+  const affinities = [
+    undefined, undefined,
+    requiredAffinity(LABEL_KEY, "In", ["true"]),
+    requiredAffinity(LABEL_KEY, "NotIn", ["true"]),
+    requiredAffinity(LABEL_KEY, "Exists"),
+    requiredAffinity(LABEL_KEY, "DoesNotExist"),
+    requiredAffinity("topology.kubernetes.io/zone", "In", ["zone-a", "zone-b"]),
+    requiredAffinity("kubernetes.io/arch", "NotIn", ["arm64"]),
+  ];
+  const nsByName = new Map(NAMESPACES.map((x) => [x.name, x]));
+  const out: CorpusCase[] = [];
+  for (let i = 0; i < n; i++) {
+    const ns = pick(NAMESPACES);
+    const labels: Record<string, string> = { app: `random-${i}`, "pod-template-hash": Math.floor(rnd() * 1e9).toString(36) };
+    const r = rnd();
+    if (r < 0.05) labels["apparate.io/inject"] = "false";
+    else if (r < 0.08) labels["app.kubernetes.io/part-of"] = "apparate";
+    const annotations: Record<string, string> = rnd() < 0.1 ? bigAnnotations(100 * 1024) : rnd() < 0.5 ? { "example.com/owner": `team-${i % 7}` } : {};
+    const containers = Array.from({ length: 1 + Math.floor(rnd() * 4) }, (_, j) => ({ name: `c${j}`, image: imagePool(), resources: { requests: { cpu: "10m" } } }));
+    const initContainers = Array.from({ length: Math.floor(rnd() * 3) }, (_, j) => ({ name: `init-${j}`, image: imagePool() }));
+    const nodeSelector = pick([undefined, { "kubernetes.io/os": "linux" }, { "kubernetes.io/arch": "arm64" }, { "topology.kubernetes.io/zone": "zone-a" }]);
+    const affinity = pick(affinities);
+    const pod: PodLike = {
+      apiVersion: "v1", kind: "Pod",
+      metadata: { generateName: `random-${i}-`, namespace: ns.name, labels, ...(Object.keys(annotations).length ? { annotations } : {}) },
+      spec: { containers, ...(initContainers.length ? { initContainers } : {}), ...(nodeSelector ? { nodeSelector } : {}), ...(affinity ? { affinity } : {}) } as PodLike["spec"],
+    };
+    out.push({ id: `random/${i}`, shape: "random", namespace: ns.name, operation: "CREATE", subresource: "", pod, expectCalled: selectedByChart(nsByName.get(ns.name)!, labels, "CREATE", "") });
+  }
+  return out;
+}

@@ -17,7 +17,7 @@ import { pushImage, registryAvailable, startRegistry, type RunningRegistry } fro
 import { freePort } from "../support/ports.js";
 import { explain } from "../../src/cli/explain.js";
 import type { PodLike } from "../../src/mutate/pod.js";
-import { buildCorpus, loadShapes, NAMESPACES, LISTED, NODES, RELEASE_NS, variantsToPush, type CorpusCase } from "../apiserver/corpus.js";
+import { buildCorpus, loadShapes, NAMESPACES, LISTED, NODES, RELEASE_NS, randomCases, variantsToPush, type CorpusCase } from "../apiserver/corpus.js";
 import { driverAvailable, startDriver, type AdmissionDriver, type DriverAnswer } from "../apiserver/driver.js";
 import { startServiceWebhook, type ServiceWebhook } from "../apiserver/webhook.js";
 
@@ -64,10 +64,11 @@ const images = (p: PodLike | undefined) => [...(p?.spec?.initContainers ?? []), 
  * run and recorded like every other case; only these assertions leave them out until
  * that fix is on main, when this list is emptied.
  */
-const AWAITING_ISSUE_24_FIX: Record<"validation" | "placement" | "explain", RegExp> = {
+const AWAITING_ISSUE_24_FIX: { validation: RegExp; placement: RegExp; explain: boolean } = {
   validation: /\/(kubectl-debug|annotations-262044)$/,
   placement: /\/affinity-label-(Gt|Lt)-5$/,
-  explain: /\/label-apparate\.io\/inject=false$/,
+  /** pods labelled apparate.io/inject=false: explain must plan nothing for them, as the webhook must not. */
+  explain: true,
 };
 
 /** Where two JSON values first differ, for a readable failure. */
@@ -82,127 +83,145 @@ function firstDifference(a: unknown, b: unknown, path = ""): string {
   return `${path}: ${JSON.stringify(a)?.slice(0, 200)} -> ${JSON.stringify(b)?.slice(0, 200)}`;
 }
 
-describe.skipIf(!registryAvailable || !driverAvailable || !helmAvailable)("kube-apiserver's mutating admission plugin on the chart's webhook configuration, over a 300-pod corpus", () => {
+describe.skipIf(!registryAvailable || !driverAvailable || !helmAvailable)("kube-apiserver's mutating admission plugin on the chart's webhook configuration, over a 400-pod corpus", () => {
   let reg: RunningRegistry;
   let hook: ServiceWebhook;
-  let driver: AdmissionDriver;
-  let objs: Obj[];
   let service: { key: string; serverName: string };
-  let corpus: CorpusCase[];
-  const results = new Map<string, DriverAnswer>();
   const tmp = mkdtempSync(join(tmpdir(), "apparate-apiserver-"));
 
   beforeAll(async () => {
     reg = await startRegistry();
-    const shapes = loadShapes();
-    for (const v of variantsToPush(shapes)) await pushImage(reg.url, v.repo, `${v.tag}-apparate`, "oci-manifest");
-    objs = renderChart(reg.host);
+    for (const v of variantsToPush(loadShapes())) await pushImage(reg.url, v.repo, `${v.tag}-apparate`, "oci-manifest");
+    const objs = renderChart(reg.host);
     service = serviceOf(objs);
     hook = await startServiceWebhook(chartConfig(objs), service.serverName, { labels: nsLabels });
-    driver = startDriver({
-      webhookConfigurations: webhookConfigurations(objs, hook.caBundle),
-      namespaces: NAMESPACES, nodes: NODES, services: { [service.key]: hook.url }, sidecarInjector: true,
-    });
-    corpus = buildCorpus(shapes, reg.host);
-    for (const c of corpus) {
-      results.set(c.id, await driver.admit({ id: c.id, operation: c.operation, subresource: c.subresource, namespace: c.namespace, pod: c.pod, ...(c.oldPod ? { oldPod: c.oldPod } : {}) }));
-    }
-  }, 240_000);
+  }, 120_000);
 
   afterAll(async () => {
-    await driver?.stop();
     await hook?.stop();
     await reg?.stop();
   });
 
-  it("the corpus: at least 300 pods of 12 chart shapes, every answer from the plugin (no driver error)", () => {
-    expect(corpus.length).toBeGreaterThanOrEqual(300);
-    expect(new Set(corpus.map((c) => c.shape)).size).toBe(12);
-    const bad = corpus.filter((c) => results.get(c.id)?.id !== c.id).map((c) => c.id);
-    expect(bad).toEqual([]);
-  });
+  // The chart's default placement (a required nodeSelector) and the preferred one (a
+  // weighted preferred node-affinity term): each with its own webhook, configured from the
+  // same rendering as the webhook configuration.
+  describe.each(["required", "preferred"] as const)("placement %s", (placement) => {
+    let modeHook: ServiceWebhook;
+    let driver: AdmissionDriver;
+    let objs: Obj[];
+    let corpus: CorpusCase[];
+    const results = new Map<string, DriverAnswer>();
 
-  it("the dispatcher calls the webhook exactly where the chart's rules and selectors say; opted-out namespaces, opted-out pods and pod UPDATEs are never sent (negative controls)", () => {
-    const wrong = corpus.flatMap((c) => {
-      const calls = results.get(c.id)!.webhookCalls.filter((x) => x.configuration === "rel-apparate");
-      return (calls.length > 0) === c.expectCalled ? [] : [`${c.id}: expected ${c.expectCalled ? "a call" : "no call"}, got ${calls.length}`];
-    });
-    expect(wrong).toEqual([]);
-    const called = corpus.filter((c) => c.expectCalled).length;
-    const notCalled = corpus.length - called;
-    expect(called).toBeGreaterThan(150);
-    expect(notCalled).toBeGreaterThan(60);
-    // Every call the plugin recorded reached the webhook (none failed open), and nothing else did.
-    const recorded = [...results.values()].flatMap((a) => a.webhookCalls.filter((x) => x.configuration === "rel-apparate"));
-    expect(recorded.filter((x) => x.failedOpen).map((x) => x.key)).toEqual([]);
-    expect(hook.requests).toBe(recorded.length);
-  });
-
-  it("every pod is admitted, and what the webhook made of it passes the API server's validation rules (annotations <= 256 KiB, label and nodeSelector syntax, affinity operators, ephemeral containers unchanged)", () => {
-    const rejected = corpus.filter((c) => !AWAITING_ISSUE_24_FIX.validation.test(c.id)).flatMap((c) => {
-      const a = results.get(c.id)!;
-      if (!a.allowed) return [`${c.id}: not admitted: ${a.error}`];
-      return a.validationErrors.map((e) => `${c.id}: ${e}`);
-    });
-    expect(rejected).toEqual([]);
-    // The patches were applied by the plugin: accelerated images on the pods that have variants.
-    const swapped = corpus.filter((c) => c.expectCalled && images(results.get(c.id)!.patchedPod).some((i) => i.endsWith("-apparate")));
-    expect(swapped.length).toBeGreaterThan(100);
-  });
-
-  it("no pod becomes unschedulable: each fits, by the scheduler's node-affinity code, some node it fitted before the webhook (every corpus pod fits one)", () => {
-    const unschedulable = corpus.filter((c) => !AWAITING_ISSUE_24_FIX.placement.test(c.id)).flatMap((c) => {
-      const a = results.get(c.id)!;
-      if (a.nodesBefore.length === 0) return [`${c.id}: corpus pod fits no node`];
-      return a.nodesAfter.length === 0 ? [`${c.id}: fitted ${a.nodesBefore.join(",")}, fits no node after admission (nodeSelector ${JSON.stringify(a.patchedPod?.spec?.nodeSelector)})`] : [];
-    });
-    expect(unschedulable).toEqual([]);
-  });
-
-  it("`apparate explain` answers the patch the webhook answered, on every CREATE in the corpus (no patch where the webhook was not called)", async () => {
-    // explain has no namespace labels to read: its configuration lists the labelled namespace.
-    const cfg = chartConfig(objs);
-    cfg.namespaces = [...LISTED, ...NAMESPACES.filter((n) => n.labels["apparate.io/inject"] === "enabled" && n.name !== RELEASE_NS).map((n) => n.name)];
-    const cfgFile = join(tmp, "explain-config.yaml");
-    writeFileSync(cfgFile, JSON.stringify(cfg));
-    const creates = corpus.filter((c) => c.operation === "CREATE");
-    const podsFile = join(tmp, "pods.json");
-    writeFileSync(podsFile, creates.map((c) => JSON.stringify(c.pod)).join("\n---\n"));
-    let text = "";
-    const out = new Writable({ write(chunk, _e, cb) { text += chunk.toString(); cb(); } });
-    await explain(["-f", podsFile, "--config", cfgFile, "--json"], out);
-    const explained = JSON.parse(text).pods as Array<{ namespace: string; patch?: unknown[]; error?: string }>;
-    expect(explained.length).toBe(creates.length);
-    const differ = creates.flatMap((c, i) => {
-      // apparate's own pods are kept away by the chart's objectSelector alone; the planner
-      // (and so explain) does not look at app.kubernetes.io/part-of.
-      if (c.id.endsWith("/label-app.kubernetes.io/part-of=apparate") || AWAITING_ISSUE_24_FIX.explain.test(c.id)) return [];
-      const first = results.get(c.id)!.webhookCalls.find((x) => x.configuration === "rel-apparate");
-      const fromWebhook = first?.patch ?? [];
-      const fromExplain = explained[i]!.patch ?? [];
-      return JSON.stringify(fromExplain) === JSON.stringify(fromWebhook) ? [] : [`${c.id}: explain ${JSON.stringify(fromExplain).slice(0, 300)} vs webhook ${JSON.stringify(fromWebhook).slice(0, 300)}`];
-    });
-    expect(differ).toEqual([]);
-  });
-
-  it("reinvocation: after the sidecar injector changes a pod the plugin calls apparate again (IfNeeded), and readmitting any admitted pod changes nothing", async () => {
-    const injected = corpus.filter((c) => c.namespace === "istio-app" && c.expectCalled && !images(c.pod).some((i) => i.includes("istio/proxyv2")));
-    expect(injected.length).toBeGreaterThan(5);
-    for (const c of injected) {
-      const a = results.get(c.id)!;
-      expect(a.webhookCalls.map((x) => x.key.replace(/_index_\d+/, "")), c.id).toEqual(["round_0", "round_0", "round_1"]);
-      expect(a.patchedPod!.spec!.containers!.some((x) => x.name === "istio-proxy"), c.id).toBe(true);
-    }
-    const changed: string[] = [];
-    for (const c of corpus.filter((x) => x.expectCalled && x.operation === "CREATE")) {
-      const first = results.get(c.id)!;
-      const again = await driver.admit({ id: `${c.id}/again`, namespace: c.namespace, pod: first.patchedPod! });
-      const ours = again.webhookCalls.filter((x) => x.configuration === "rel-apparate");
-      if (!again.allowed || ours.length === 0 || ours.some((x) => x.mutated) || JSON.stringify(again.patchedPod) !== JSON.stringify(first.patchedPod)) {
-        changed.push(`${c.id}: ${again.error ?? ""} calls ${JSON.stringify(ours)} ${firstDifference(first.patchedPod, again.patchedPod)}`);
+    beforeAll(async () => {
+      objs = renderChart(reg.host, ["--set", `acceleration.placement.mode=${placement}`]);
+      modeHook = await startServiceWebhook(chartConfig(objs), service.serverName, { labels: nsLabels });
+      driver = startDriver({
+        webhookConfigurations: webhookConfigurations(objs, modeHook.caBundle),
+        namespaces: NAMESPACES, nodes: NODES, services: { [service.key]: modeHook.url }, sidecarInjector: true,
+      });
+      const shapes = loadShapes();
+      corpus = [...buildCorpus(shapes, reg.host), ...randomCases(shapes, reg.host, 100)];
+      for (const c of corpus) {
+        results.set(c.id, await driver.admit({ id: c.id, operation: c.operation, subresource: c.subresource, namespace: c.namespace, pod: c.pod, ...(c.oldPod ? { oldPod: c.oldPod } : {}) }));
       }
-    }
-    expect(changed).toEqual([]);
+    }, 240_000);
+
+    afterAll(async () => {
+      await driver?.stop();
+      await modeHook?.stop();
+    });
+    it("the corpus: at least 400 pods, 12 chart shapes in 306 variants and 100 random ones, every answer from the plugin (no driver error)", () => {
+      expect(corpus.length).toBeGreaterThanOrEqual(400);
+      expect(new Set(corpus.filter((c) => c.shape !== "random").map((c) => c.shape)).size).toBe(12);
+      const bad = corpus.filter((c) => results.get(c.id)?.id !== c.id).map((c) => c.id);
+      expect(bad).toEqual([]);
+    });
+
+    it("the dispatcher calls the webhook exactly where the chart's rules and selectors say; opted-out namespaces, opted-out pods and pod UPDATEs are never sent (negative controls)", () => {
+      const wrong = corpus.flatMap((c) => {
+        const calls = results.get(c.id)!.webhookCalls.filter((x) => x.configuration === "rel-apparate");
+        return (calls.length > 0) === c.expectCalled ? [] : [`${c.id}: expected ${c.expectCalled ? "a call" : "no call"}, got ${calls.length}`];
+      });
+      expect(wrong).toEqual([]);
+      const called = corpus.filter((c) => c.expectCalled).length;
+      const notCalled = corpus.length - called;
+      expect(called).toBeGreaterThan(150);
+      expect(notCalled).toBeGreaterThan(60);
+      // Every call the plugin recorded reached the webhook (none failed open), and nothing else did.
+      const recorded = [...results.values()].flatMap((a) => a.webhookCalls.filter((x) => x.configuration === "rel-apparate"));
+      expect(recorded.filter((x) => x.failedOpen).map((x) => x.key)).toEqual([]);
+      expect(modeHook.requests).toBe(recorded.length);
+    });
+
+    it("every pod is admitted, and what the webhook made of it passes the API server's validation rules (annotations <= 256 KiB, label and nodeSelector syntax, affinity operators, ephemeral containers unchanged)", () => {
+      const rejected = corpus.filter((c) => !AWAITING_ISSUE_24_FIX.validation.test(c.id)).flatMap((c) => {
+        const a = results.get(c.id)!;
+        if (!a.allowed) return [`${c.id}: not admitted: ${a.error}`];
+        return a.validationErrors.map((e) => `${c.id}: ${e}`);
+      });
+      expect(rejected).toEqual([]);
+      // The patches were applied by the plugin: accelerated images on the pods that have variants.
+      const swapped = corpus.filter((c) => c.expectCalled && images(results.get(c.id)!.patchedPod).some((i) => i.endsWith("-apparate")));
+      expect(swapped.length).toBeGreaterThan(100);
+    });
+
+    it("no pod becomes unschedulable: each fits, by the scheduler's node-affinity code, some node it fitted before the webhook (every corpus pod fits one)", () => {
+      const unschedulable = corpus.filter((c) => !AWAITING_ISSUE_24_FIX.placement.test(c.id)).flatMap((c) => {
+        const a = results.get(c.id)!;
+        // A random pod no node fits is Pending with or without apparate; a chart shape must fit.
+        if (a.nodesBefore.length === 0) return c.shape === "random" ? [] : [`${c.id}: corpus pod fits no node`];
+        return a.nodesAfter.length === 0 ? [`${c.id}: fitted ${a.nodesBefore.join(",")}, fits no node after admission (nodeSelector ${JSON.stringify(a.patchedPod?.spec?.nodeSelector)})`] : [];
+      });
+      expect(unschedulable).toEqual([]);
+    });
+
+    it("`apparate explain` answers the patch the webhook answered, on every CREATE in the corpus (no patch where the webhook was not called)", async () => {
+      // explain has no namespace labels to read: its configuration lists the labelled namespace.
+      const cfg = chartConfig(objs);
+      cfg.namespaces = [...LISTED, ...NAMESPACES.filter((n) => n.labels["apparate.io/inject"] === "enabled" && n.name !== RELEASE_NS).map((n) => n.name)];
+      const cfgFile = join(tmp, "explain-config.yaml");
+      writeFileSync(cfgFile, JSON.stringify(cfg));
+      const creates = corpus.filter((c) => c.operation === "CREATE");
+      const podsFile = join(tmp, "pods.json");
+      writeFileSync(podsFile, creates.map((c) => JSON.stringify(c.pod)).join("\n---\n"));
+      let text = "";
+      const out = new Writable({ write(chunk, _e, cb) { text += chunk.toString(); cb(); } });
+      await explain(["-f", podsFile, "--config", cfgFile, "--json"], out);
+      const explained = JSON.parse(text).pods as Array<{ namespace: string; patch?: unknown[]; error?: string }>;
+      expect(explained.length).toBe(creates.length);
+      const differ = creates.flatMap((c, i) => {
+        // apparate's own pods are kept away by the chart's objectSelector alone; the planner
+        // (and so explain) does not look at app.kubernetes.io/part-of.
+        const labels = c.pod.metadata?.labels ?? {};
+      if (labels["app.kubernetes.io/part-of"] === "apparate" || (AWAITING_ISSUE_24_FIX.explain && labels["apparate.io/inject"] === "false")) return [];
+        const first = results.get(c.id)!.webhookCalls.find((x) => x.configuration === "rel-apparate");
+        const fromWebhook = first?.patch ?? [];
+        const fromExplain = explained[i]!.patch ?? [];
+        return JSON.stringify(fromExplain) === JSON.stringify(fromWebhook) ? [] : [`${c.id}: explain ${JSON.stringify(fromExplain).slice(0, 300)} vs webhook ${JSON.stringify(fromWebhook).slice(0, 300)}`];
+      });
+      expect(differ).toEqual([]);
+    });
+
+    it("reinvocation: after the sidecar injector changes a pod the plugin calls apparate again (IfNeeded), and readmitting any admitted pod changes nothing", async () => {
+      const injected = corpus.filter((c) => c.namespace === "istio-app" && c.expectCalled && !images(c.pod).some((i) => i.includes("istio/proxyv2")));
+      expect(injected.length).toBeGreaterThan(5);
+      for (const c of injected) {
+        const a = results.get(c.id)!;
+        expect(a.webhookCalls.map((x) => x.key.replace(/_index_\d+/, "")), c.id).toEqual(["round_0", "round_0", "round_1"]);
+        expect(a.patchedPod!.spec!.containers!.some((x) => x.name === "istio-proxy"), c.id).toBe(true);
+      }
+      const changed: string[] = [];
+      for (const c of corpus.filter((x) => x.expectCalled && x.operation === "CREATE")) {
+        const first = results.get(c.id)!;
+        const again = await driver.admit({ id: `${c.id}/again`, namespace: c.namespace, pod: first.patchedPod! });
+        const ours = again.webhookCalls.filter((x) => x.configuration === "rel-apparate");
+        if (!again.allowed || ours.length === 0 || ours.some((x) => x.mutated) || JSON.stringify(again.patchedPod) !== JSON.stringify(first.patchedPod)) {
+          changed.push(`${c.id}: ${again.error ?? ""} calls ${JSON.stringify(ours)} ${firstDifference(first.patchedPod, again.patchedPod)}`);
+        }
+      }
+      expect(changed).toEqual([]);
+    });
+
   });
 
   describe("failure policy and timeouts, against the real plugin", () => {
