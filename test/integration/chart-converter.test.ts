@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { compileConfig } from "../../src/config/config.js";
+import { conversionJob } from "../../src/converter/job-spec.js";
+import { jobSettings } from "../../src/converter/main.js";
 import { validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { restrictedViolations } from "../support/pod-security.js";
 
@@ -78,9 +80,63 @@ describe("chart: converter", () => {
     ]);
   });
 
+  const JOB_VALUES = `${VALUES}  mode: job
+  job:
+    resources: {requests: {cpu: 2, memory: 1Gi}, limits: {memory: 3Gi}}
+    ephemeralStorage: 8Gi
+registry:
+  caBundle: |
+    -----BEGIN CERTIFICATE-----
+    MIIBszCCAVmgAwIBAgIUQ2vV
+    -----END CERTIFICATE-----
+`;
+  const configOf = (objs: Obj[]) => compileConfig(parseAllDocuments(objs.find((o) => o.kind === "ConfigMap")!.data["config.yaml"])[0]!.toJS());
+
+  it("job mode: the Role may also create, get, list, watch and delete batch/v1 Jobs, in its namespace only; inprocess (negative control) may not", () => {
+    const jobRole = converterObjects(render(JOB_VALUES)).find((o) => o.kind === "Role")!;
+    expect(jobRole.metadata.namespace).toBe("apparate-system");
+    expect(jobRole.rules).toContainEqual({ apiGroups: ["batch"], resources: ["jobs"], verbs: ["create", "get", "list", "watch", "delete"] });
+    expect(render(JOB_VALUES).some((o) => (o.kind === "ClusterRole" || o.kind === "Role") && o.metadata?.labels?.["app.kubernetes.io/component"] !== "converter" && JSON.stringify(o.rules ?? []).includes("jobs"))).toBe(false);
+    const inprocess = converterObjects(render(VALUES)).find((o) => o.kind === "Role")!;
+    expect(JSON.stringify(inprocess.rules)).not.toContain("batch");
+  });
+
+  it("job mode: the config gives the Jobs the chart's image, the values' resources and the objects rendered beside it; the Job built from it mounts them where the config reads them", async () => {
+    const objs = converterObjects(render(JOB_VALUES));
+    for (const o of objs) await validateObject(o);
+    const config = configOf(objs);
+    expect(config.converter.mode).toBe("job");
+    const settings = jobSettings(config, "ignored");
+    expect(settings).toMatchObject({ namespace: "apparate-system", cpuRequest: "2", memoryRequest: "1Gi", memoryLimit: "3Gi", ephemeralStorage: "8Gi", backoffLimit: 2, activeDeadlineSeconds: 3600 });
+    expect(settings.image).toMatch(/\/apparate:/);
+    const dep = objs.find((o) => o.kind === "Deployment")!;
+    expect(settings.image).toBe(dep.spec.template.spec.containers[0].image); // the converter's own image
+    const job = conversionJob({ registry: "registry.example.com", repository: "team/app", tag: "v1", digest: `sha256:${"a".repeat(64)}`, targetTag: "v1-apparate" }, settings) as unknown as Obj;
+    await validateObject(job);
+    expect(restrictedViolations(job.spec.template.spec)).toEqual([]);
+    const c = job.spec.template.spec.containers[0];
+    expect(c.resources.limits.memory).toBe("3Gi");
+    const mountOf = (volume: string) => c.volumeMounts.find((m: { name: string }) => m.name === volume).mountPath as string;
+    const volume = (n: string) => job.spec.template.spec.volumes.find((v: { name: string }) => v.name === n);
+    // --config: the rendered ConfigMap, key config.yaml.
+    const cm = objs.find((o) => o.kind === "ConfigMap")!;
+    expect(volume("config").configMap.name).toBe(cm.metadata.name);
+    expect(c.args.slice(-2)).toEqual(["--config", `${mountOf("config")}/config.yaml`]);
+    // The push credentials: the rendered dockerconfigjson Secret, where registry.dockerConfigFile points.
+    const secret = objs.find((o) => o.kind === "Secret" && o.type === "kubernetes.io/dockerconfigjson")!;
+    expect(volume("credentials").secret.secretName).toBe(secret.metadata.name);
+    expect(config.registry.dockerConfigFile).toBe(`${mountOf("credentials")}/.dockerconfigjson`);
+    // The registry CA: the chart's CA ConfigMap, where registry.caFile points.
+    const ca = render(JOB_VALUES).find((o) => o.kind === "ConfigMap" && o.metadata.name.endsWith("-registry-ca"))!;
+    expect(volume("registry-ca").configMap.name).toBe(ca.metadata.name);
+    expect(config.registry.caFile).toBe(`${mountOf("registry-ca")}/${Object.keys(ca.data)[0]}`);
+  });
+
   it("negative controls: off by default; a source without a secret fails with its name; an unknown mode is refused", () => {
     expect(converterObjects(render(""))).toEqual([]);
     expect(() => render("converter: {enabled: true, sources: [{name: reg, kind: distribution}]}")).toThrow(/converter.sources\[reg\].secret is empty/);
     expect(() => render("converter: {enabled: true, mode: cron}")).toThrow(/converter.mode/);
+    expect(() => render("converter: {enabled: true, mode: job, job: {ephemeralStorage: lots}}")).toThrow(/converter.job.ephemeralStorage/);
+    expect(() => render("converter: {enabled: true, mode: job, job: {memoryLimit: 1Gi}}")).toThrow(/converter.job/);
   });
 });
