@@ -41,7 +41,8 @@ export interface HostsEntry {
   server?: string;
   /** TLS of the upstream itself (legacy configs.<host>.tls). */
   tls?: HostTls;
-  mirrors: { url: string; tls?: HostTls; rewrite?: Table }[];
+  /** `overridePath`: the URL's path is the registry API root as written (containerd's hosts.toml `override_path`). */
+  mirrors: { url: string; tls?: HostTls; rewrite?: Table; overridePath?: boolean }[];
 }
 export interface HostTls { ca?: string; client?: string | [string, string]; skip_verify?: boolean }
 
@@ -221,9 +222,25 @@ export function criPaths(version: number) {
     : { plugin: "io.containerd.grpc.v1.cri", images: ["plugins", "io.containerd.grpc.v1.cri", "containerd"], registry: ["plugins", "io.containerd.grpc.v1.cri", "registry"] };
 }
 
-const upstreamOf = (host: string) => (host === "docker.io" ? "https://registry-1.docker.io" : `https://${host}`);
+/**
+ * containerd's `docker.IsLocalhost` (remotes/docker/registry.go): "localhost" or a
+ * loopback IP, port ignored. Such hosts are reached over plain HTTP by default.
+ */
+export function isLocalhost(hostPort: string): boolean {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(hostPort) ?? /^([^:]+)(?::\d+)?$/.exec(hostPort);
+  const host = (m ? m[1]! : hostPort).toLowerCase();
+  if (host === "localhost") return true;
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return true;
+  return host === "::1" || /^(0+:){7}0*1$/.test(host) || /^::ffff:127\./.test(host);
+}
+/** The CRI legacy mirror code's `defaultScheme` (pkg/cri/server/image_pull.go of 1.6): http for localhost, else https. */
+export const defaultScheme = (hostPort: string) => (isLocalhost(hostPort) ? "http" : "https");
+/** The registry itself, as containerd reaches it when no mirror answers (`docker.DefaultHost` + default scheme). */
+export const upstreamOf = (host: string) => (host === "docker.io" ? "https://registry-1.docker.io" : `${defaultScheme(host)}://${host}`);
 export const hostsDirName = (host: string) => (host === "*" ? "_default" : host);
-const endpointHost = (url: string) => url.replace(/^[a-z]+:\/\//, "").replace(/\/.*$/, "");
+const endpointHost = (url: string) => url.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "").replace(/\/.*$/, "");
+/** The path of an endpoint URL as Go's url.Parse gives it ("" when there is none). */
+const endpointPath = (url: string) => /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*([^?#]*)/i.exec(url)?.[1] ?? "";
 
 function tlsOf(t: Table | undefined): HostTls | undefined {
   if (!t || typeof t !== "object") return undefined;
@@ -248,11 +265,18 @@ export function legacyToHosts(mirrors: Table | undefined, configs: Table | undef
     const up = h === "*" ? undefined : upstreamOf(h);
     const e: HostsEntry = { dir: hostsDirName(h), ...(up ? { server: up } : {}), mirrors: [] };
     for (const url0 of endpoints) {
-      const url = /^[a-z]+:\/\//.test(url0) ? url0 : `https://${url0}`;
+      // A bare endpoint gets the CRI's default scheme (addDefaultScheme): http for localhost and loopback.
+      const url = url0.includes("://") ? url0 : `${defaultScheme(endpointHost(url0))}://${url0}`;
       // The upstream listed as an endpoint is the server itself, not a mirror.
       if (up && url.replace(/\/$/, "") === up) continue;
       const tls = tlsByHost.get(endpointHost(url));
-      e.mirrors.push({ url, ...(tls ? { tls } : {}), ...(rewrite && Object.keys(rewrite).length > 0 ? { rewrite } : {}) });
+      // The legacy code uses an endpoint's path as the API root as it is ("/v2" only when
+      // there is none); hosts.toml appends "/v2" to a path unless override_path is set
+      // (remotes/docker/config/hosts.go parseHostConfig).
+      // A bare "/" is taken as no path: the legacy code would request "/<repo>/manifests/..."
+      // there (no /v2), which no registry serves, and fall back to the upstream.
+      const overridePath = endpointPath(url) !== "" && endpointPath(url) !== "/";
+      e.mirrors.push({ url, ...(tls ? { tls } : {}), ...(rewrite && Object.keys(rewrite).length > 0 ? { rewrite } : {}), ...(overridePath ? { overridePath } : {}) });
     }
     const own = tlsByHost.get(h);
     if (own) e.tls = own;

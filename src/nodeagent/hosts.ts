@@ -2,9 +2,8 @@
 // legacy CRI registry settings moved out of config.toml, and the same mirrors for the
 // stargz snapshotter's resolver. Pure renderers.
 import { stringify } from "smol-toml";
-import { hostsDirName, type HostsEntry, type HostTls } from "./containerd-config.js";
+import { hostsDirName, type HostsEntry, type HostTls, upstreamOf as upstream } from "./containerd-config.js";
 
-const upstream = (host: string) => (host === "docker.io" ? "https://registry-1.docker.io" : `https://${host}`);
 const asUrl = (m: string, plainHttp: ReadonlySet<string>) => (/^https?:\/\//.test(m) ? m : `${plainHttp.has(m) ? "http" : "https"}://${m}`);
 
 /** Configured mirrors (nodeAgent.mirrors) as hosts entries. */
@@ -36,7 +35,7 @@ export function renderHostsEntry(e: HostsEntry): string {
   const doc: Record<string, any> = { ...(e.server ? { server: e.server } : {}), ...tlsKeys(e.tls) };
   if (e.mirrors.length > 0) {
     doc.host = {};
-    for (const m of e.mirrors) doc.host[m.url] = { capabilities: ["pull", "resolve"], ...tlsKeys(m.tls), ...(m.rewrite ? { rewrite: m.rewrite } : {}) };
+    for (const m of e.mirrors) doc.host[m.url] = { capabilities: ["pull", "resolve"], ...tlsKeys(m.tls), ...(m.rewrite ? { rewrite: m.rewrite } : {}), ...(m.overridePath ? { override_path: true } : {}) };
   }
   return `# written by apparate node-agent: ${e.dir === "_default" ? "every registry" : e.dir}\n${stringify(doc)}\n`;
 }

@@ -11,7 +11,7 @@ import { ApparateError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import {
   applyApparate, criPaths, criSnapshotter, DEFAULT_SNAPSHOTTER, get, registryConfigDirs, type EditOptions, type EditRecord, effectiveConfig, type HostsEntry,
-  parseConfig, removeApparate, sameValue, schemaVersionFor, type Table, versionOf,
+  legacyToHosts, parseConfig, removeApparate, sameValue, schemaVersionFor, type Table, versionOf,
 } from "./containerd-config.js";
 import { type FileMeta, inHost, metaOf, readIf, resolveHostPath, sha256, writeAtomic } from "./files.js";
 import { configuredHosts, mergeHosts, renderHostsEntry, renderSnapshotterConfig } from "./hosts.js";
@@ -169,7 +169,11 @@ export class Installer {
       state.record.ignoredV1 = edit.record.ignoredV1;
       this.logger.warn({ config: target, ignored: edit.record.ignoredV1 }, "version-1 config: sections containerd 1.x never reads in a version-1 file are left out of the migrated file (the original stays in the backup)");
     }
-    state.legacyHosts = mergeHosts(state.legacyHosts, edit.hosts);
+    // Derived again from the moved tables each time, so that a node installed by an older
+    // agent gets hosts.toml with today's conversion (override_path, the localhost scheme).
+    const fresh = mergeHosts(legacyToHosts(movedTable(state.record, "mirrors"), movedTable(state.record, "configs")), edit.hosts);
+    const known = new Set(fresh.map((e) => e.dir));
+    state.legacyHosts = mergeHosts(fresh, state.legacyHosts.filter((e) => !known.has(e.dir)));
     state.hostsDir = edit.hostsDir;
     const hosts = mergeHosts(state.legacyHosts, configuredHosts(this.o.mirrors, new Set(this.o.plainHttp)));
     this.writeHosts(state, hosts);
@@ -370,6 +374,17 @@ function notApplied(dumped: Table, major: number, socket: string): string | unde
   if (get(dumped, ["proxy_plugins", SNAPSHOTTER, "address"]) !== socket) return `proxy_plugins.${SNAPSHOTTER} would not point at ${socket}`;
   if (major >= 2 && !(typeof get(dumped, [...p.registry, "config_path"]) === "string" && get(dumped, [...p.registry, "config_path"]) !== "")) return "CRI would have no registry config_path";
   return undefined;
+}
+
+/** The legacy registry tables apparate moved out (`mirrors`, or `configs` with each host's `tls`), as they were. */
+function movedTable(record: EditRecord, kind: "mirrors" | "configs"): Table | undefined {
+  let out: Table | undefined;
+  for (const { path, value } of record.moved) {
+    const i = path.lastIndexOf("registry");
+    if (kind === "mirrors" && path[i + 1] === "mirrors" && path.length === i + 2) out = { ...(out ?? {}), ...value };
+    if (kind === "configs" && path[i + 1] === "configs" && path[i + 3] === "tls") out = { ...(out ?? {}), [path[i + 2]!]: { tls: value } };
+  }
+  return out;
 }
 
 const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);

@@ -2,14 +2,22 @@
 // wrong, each checked against what the daemon itself runs (its CRI Status config) or
 // requests (URLs a loopback mirror receives on CRI pulls).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { parse } from "smol-toml";
 import { Installer } from "../../src/nodeagent/installer.js";
+import { ProcessSnapshotter } from "../../src/nodeagent/service.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { SandboxedContainerd } from "../support/containerd.js";
-import { criConfig } from "../support/cri-client.js";
+import { SandboxedContainerd, TestContainerd } from "../support/containerd.js";
+import { criConfig, criPull } from "../support/cri-client.js";
+import { pushTestImage } from "../support/oci-images.js";
+import { freePort } from "../support/ports.js";
+import { registryAvailable, type RunningRegistry, startRegistry } from "../support/registry.js";
+import { gzipTar } from "../support/tarball.js";
 
 const FIXTURES = "test/fixtures/containerd-configs";
 const canRun = process.getuid?.() === 0 && existsSync("/usr/bin/containerd");
@@ -78,4 +86,129 @@ describe.skipIf(!canRun)("(a) a version-1 file naming CRI twice, on the real con
       await ctd.stop();
     }
   }, 90_000);
+});
+
+/**
+ * A mirror serving the registry under a path prefix (a Harbor proxy-cache project, a
+ * mirror site with a path): requests under `prefix` go to the registry's /v2/, anything
+ * else is 404. Every request line is recorded.
+ */
+interface PathMirror { port: number; seen: string[]; stop(): Promise<void> }
+async function startPathMirror(registry: string, prefix: string): Promise<PathMirror> {
+  const port = await freePort();
+  const seen: string[] = [];
+  const [rh, rp] = registry.split(":") as [string, string];
+  const server: Server = createServer((req, res) => {
+    const url = req.url ?? "";
+    seen.push(`${req.method} ${url}`);
+    if (!url.startsWith(prefix)) { res.writeHead(404, { "content-type": "application/json" }).end('{"errors":[{"code":"NOT_FOUND"}]}'); return; }
+    const up = request({ host: rh, port: Number(rp), method: req.method, path: `/v2/${url.slice(prefix.length)}`, headers: { ...req.headers, host: registry } }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on("error", () => res.writeHead(502).end());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+  return { port, seen, stop: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+const SNAPSHOTTER_BIN = ".tmp/bin/apparate-test-snapshotter";
+const arch = process.arch === "x64" ? "amd64" : process.arch;
+
+describe.skipIf(!canRun || !registryAvailable)("(b) legacy mirrors with a path, and a bare localhost endpoint, on real CRI pulls before and after install", () => {
+  let dir: string;
+  let reg: RunningRegistry;
+  const mirrors: Record<string, PathMirror> = {};
+  let ctd: TestContainerd;
+  let snapshotter: ProcessSnapshotter;
+  let configPath: string;
+  // Mirror key (a registry nobody listens on: every pull must be served by the mirror) -> legacy endpoint.
+  const rows: { name: string; key: string; endpoint: (port: number) => string; prefix: string }[] = [];
+
+  beforeAll(async () => {
+    execFileSync("bash", ["test/support/build-snapshotter.sh"], { stdio: "inherit" });
+    dir = mkdtempSync(join(tmpdir(), "apparate-wrong-b-"));
+    reg = await startRegistry();
+    const dead = async () => `127.0.0.1:${await freePort()}`;
+    rows.push(
+      { name: "Harbor proxy-cache project", key: await dead(), endpoint: (p) => `http://127.0.0.1:${p}/v2/proxy-project`, prefix: "/v2/proxy-project/" },
+      { name: "mirror site with a path", key: await dead(), endpoint: (p) => `http://127.0.0.1:${p}/mirror/dockerhub`, prefix: "/mirror/dockerhub/" },
+      { name: "bare localhost endpoint", key: await dead(), endpoint: (p) => `localhost:${p}`, prefix: "/v2/" },
+    );
+    for (const r of rows) mirrors[r.name] = await startPathMirror(reg.host, r.prefix);
+    // Two images with different bytes: the second pull fetches every blob again.
+    for (const [i, repo] of ["before", "after"].entries()) {
+      await pushTestImage(reg.url, `apparate-test/${repo}`, "1.0", [{ architecture: arch, layers: [{ blob: gzipTar([{ name: "hello.txt", data: `hello ${repo} ${i}\n` }]) }] }]);
+    }
+    configPath = join(dir, "containerd", "config.toml");
+    mkdirSync(join(dir, "containerd"), { recursive: true });
+    const legacy = rows.map((r) => `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."${r.key}"]\nendpoint = ["${r.endpoint(mirrors[r.name]!.port)}"]\n`).join("");
+    writeFileSync(configPath, `version = 2
+root = "${dir}/containerd/root"
+state = "${dir}/containerd/state"
+
+[grpc]
+address = "${dir}/containerd/containerd.sock"
+
+[plugins."io.containerd.grpc.v1.cri"]
+stream_server_port = "0"
+
+${legacy}`);
+    ctd = new TestContainerd(join(dir, "containerd"), configPath);
+    await ctd.start();
+    snapshotter = new ProcessSnapshotter({ binary: SNAPSHOTTER_BIN, args: ["--address", join(dir, "sn", "stargz.sock"), "--root", join(dir, "sn", "root")], socket: join(dir, "sn", "stargz.sock"), root: join(dir, "sn", "root") }, logger);
+  }, 300_000);
+
+  afterAll(async () => {
+    await snapshotter?.remove().catch(() => undefined);
+    await ctd?.stop();
+    try { execFileSync("bash", ["-c", `grep -o '${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]); } catch { /* nothing mounted */ }
+    await Promise.all([reg?.stop(), ...Object.values(mirrors).map((m) => m.stop())]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  /** CRI-pulls `repo` through every row's mirror; the request lines each mirror received, repo and digests abstracted. */
+  async function pullAll(repo: string): Promise<Record<string, string[]>> {
+    const out: Record<string, string[]> = {};
+    for (const r of rows) {
+      const m = mirrors[r.name]!;
+      m.seen.length = 0;
+      const ref = await criPull(ctd.socket, `${r.key}/apparate-test/${repo}:1.0`).catch((e: Error) => `failed: ${e.message}`);
+      expect(ref, `${r.name}: ${m.seen.join(", ")}`).toMatch(/^sha256:/);
+      // containerd names the registry a mirror stands for (`?ns=`): the same key before and after.
+      out[r.name] = [...new Set(m.seen.map((l) => l.replaceAll(repo, "<repo>").replaceAll(encodeURIComponent(r.key), "<registry>").replace(/sha256:[0-9a-f]{64}/g, "<digest>")))].sort();
+    }
+    return out;
+  }
+
+  it("containerd requests the same URLs of each mirror after apparate moved the mirrors to hosts.toml as before", async () => {
+    const before = await pullAll("before");
+    // The legacy meaning, as containerd 1.6 shows it: the endpoint's path is the API root
+    // (the first pull fetches the blobs; the others find them in the content store).
+    expect(before).toEqual({
+      "Harbor proxy-cache project": [
+        "GET /v2/proxy-project/apparate-test/<repo>/blobs/<digest>?ns=<registry>",
+        "GET /v2/proxy-project/apparate-test/<repo>/manifests/<digest>?ns=<registry>",
+        "HEAD /v2/proxy-project/apparate-test/<repo>/manifests/1.0?ns=<registry>",
+      ],
+      "mirror site with a path": ["HEAD /mirror/dockerhub/apparate-test/<repo>/manifests/1.0?ns=<registry>"],
+      "bare localhost endpoint": ["HEAD /v2/apparate-test/<repo>/manifests/1.0?ns=<registry>"],
+    });
+    for (const r of rows) for (const l of before[r.name]!) expect(l.split(" ")[1]!.startsWith(r.prefix), `${r.name}: ${l}`).toBe(true);
+
+    await snapshotter.ensureRunning();
+    const installer = new Installer({
+      hostRoot: "", containerdConfig: configPath, certsDir: join(dir, "certs.d"), snapshotterSocket: join(dir, "sn", "stargz.sock"),
+      snapshotterConfigDir: join(dir, "sn", "etc"), mirrors: {}, plainHttp: [], stateDir: join(dir, "agent-state"),
+    }, ctd, logger);
+    expect(await installer.apply()).toMatchObject({ status: "installed", restarted: true });
+    expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz", configPath: join(dir, "certs.d") });
+    const harbor = parse(readFileSync(join(dir, "certs.d", rows[0]!.key, "hosts.toml"), "utf8")) as any;
+    expect(harbor.host[rows[0]!.endpoint(mirrors[rows[0]!.name]!.port)]).toMatchObject({ override_path: true });
+    expect(Object.keys((parse(readFileSync(join(dir, "certs.d", rows[2]!.key, "hosts.toml"), "utf8")) as any).host)).toEqual([`http://localhost:${mirrors[rows[2]!.name]!.port}`]);
+
+    const after = await pullAll("after");
+    expect(after).toEqual(before);
+  }, 180_000);
 });

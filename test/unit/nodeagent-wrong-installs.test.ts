@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
-import { applyApparate, ContainerdConfigError, migrateV1 } from "../../src/nodeagent/containerd-config.js";
+import { applyApparate, ContainerdConfigError, isLocalhost, legacyToHosts, migrateV1 } from "../../src/nodeagent/containerd-config.js";
+import { renderHostsEntry } from "../../src/nodeagent/hosts.js";
 
 const FIXTURES = "test/fixtures/containerd-configs";
 const MINIKUBE_V1 = readFileSync(join(FIXTURES, "minikube-iso-old-v1.toml"), "utf8");
@@ -76,5 +77,51 @@ describe("(a) version-1 file with CRI under both names: migrated by containerd 1
   it("required_plugins by URI in a version-1 file: containerd 1.x would not start; a clear error, nothing migrated", () => {
     expect(() => applyApparate(`required_plugins = ["io.containerd.grpc.v1.cri"]\n`, opts)).toThrow(ContainerdConfigError);
     expect(() => applyApparate(`required_plugins = ["io.containerd.grpc.v1.cri"]\n`, opts)).toThrow(/matches by ID only/);
+  });
+});
+
+// (b) legacy mirrors moved to hosts.toml: containerd's CRI (pkg/cri/server/image_pull.go of
+// 1.6) uses an endpoint's path as the API root as written ("/v2" only when there is none)
+// and gives a bare endpoint `http://` for localhost and loopback (addDefaultScheme,
+// defaultScheme); hosts.toml appends "/v2" to a path unless `override_path = true`
+// (remotes/docker/config/hosts.go parseHostConfig) and takes a bare host as https.
+describe("(b) legacy mirror endpoints keep containerd's meaning in hosts.toml", () => {
+  const mirrorOf = (endpoint: string, key = "registry.corp") => {
+    const e = legacyToHosts({ [key]: { endpoint: [endpoint] } }, undefined)[0]!;
+    const doc = parse(renderHostsEntry(e)) as any;
+    return { server: doc.server, hosts: doc.host };
+  };
+  it.each([
+    // endpoint as in config.toml, the hosts.toml host key, override_path
+    ["https://harbor.example/v2/proxy-project", "https://harbor.example/v2/proxy-project", true],
+    ["https://nexus.example/repository/docker-hosted", "https://nexus.example/repository/docker-hosted", true],
+    ["https://mirror.example/dockerhub", "https://mirror.example/dockerhub", true],
+    ["https://mirror.example/v2", "https://mirror.example/v2", true],
+    ["https://mirror.example", "https://mirror.example", undefined],
+    ["https://mirror.example/", "https://mirror.example/", undefined],
+    ["mirror.example:5000", "https://mirror.example:5000", undefined],
+    ["localhost:5001", "http://localhost:5001", undefined],
+    ["127.0.0.1:5001", "http://127.0.0.1:5001", undefined],
+    ["127.3.4.5:5001", "http://127.3.4.5:5001", undefined],
+    ["[::1]:5001", "http://[::1]:5001", undefined],
+    ["localhost:5001/v2/cache", "http://localhost:5001/v2/cache", true],
+    ["https://localhost:5001", "https://localhost:5001", undefined],
+  ])("%s -> [host.%j] override_path=%s", (endpoint, key, override) => {
+    const { hosts } = mirrorOf(endpoint);
+    expect(Object.keys(hosts)).toEqual([key]);
+    expect(hosts[key].override_path).toBe(override);
+    expect(hosts[key].capabilities).toEqual(["pull", "resolve"]);
+  });
+
+  it("the upstream (server) of a localhost registry is http, as containerd's default host for it; others https", () => {
+    expect(mirrorOf("https://m.example", "localhost:5000").server).toBe("http://localhost:5000");
+    expect(mirrorOf("https://m.example", "127.0.0.1:5000").server).toBe("http://127.0.0.1:5000");
+    expect(mirrorOf("https://m.example", "registry.corp:5000").server).toBe("https://registry.corp:5000");
+    expect(mirrorOf("https://m.example", "docker.io").server).toBe("https://registry-1.docker.io");
+  });
+
+  it("isLocalhost is containerd's docker.IsLocalhost: localhost and loopback IPs, any port; not names that only look local", () => {
+    for (const h of ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1", "127.255.0.9:80", "::1", "[::1]:5000"]) expect(isLocalhost(h), h).toBe(true);
+    for (const h of ["localhost.localdomain", "my-localhost:5000", "128.0.0.1", "10.0.0.1:5000", "registry.local", "::2"]) expect(isLocalhost(h), h).toBe(false);
   });
 });
