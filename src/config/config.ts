@@ -8,6 +8,7 @@ import { isValidDomain, parseReference } from "../image/reference.js";
 import { parseCidr } from "../registry/network.js";
 import { configSchema, type RawConfig } from "./schema.js";
 import { formatSchemaErrors } from "./schema-errors.js";
+import { isQualifiedName } from "../mutate/validation.js";
 
 export class ConfigError extends ApparateError {}
 
@@ -105,6 +106,10 @@ export function compileConfig(doc: unknown, source = "config"): Config {
     if (!parseCidr(e) && !isValidDomain(e.trim().toLowerCase())) {
       throw new ConfigError("config-invalid", `${source}: registry.allowPrivateNetworks: ${JSON.stringify(e)} is neither a host[:port] nor an address range (CIDR)`, e);
     }
+  }
+  const { nodeLabelKey } = c.acceleration.placement;
+  if (!isQualifiedName(nodeLabelKey)) {
+    throw new ConfigError("config-invalid", `${source}: acceleration.placement.nodeLabelKey: ${JSON.stringify(nodeLabelKey)} is not a label key (qualified name)`, nodeLabelKey);
   }
   return Object.freeze({
     ...c,

@@ -49,8 +49,10 @@ export const configSchema = {
           type: "object", additionalProperties: false, default: {},
           properties: {
             mode: { enum: ["required", "preferred", "none"], default: "required" },
-            nodeLabelKey: { type: "string", minLength: 1, default: "cloud.tencent.com/apparate" },
-            nodeLabelValue: { type: "string", default: "true" },
+            // A label key and value, as the API server validates a nodeSelector (apimachinery
+            // content/kube.go IsLabelKey, IsValidLabelValue); the prefix's 253 limit is checked in config.ts.
+            nodeLabelKey: { type: "string", minLength: 1, maxLength: 317, pattern: "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$", default: "cloud.tencent.com/apparate" },
+            nodeLabelValue: { type: "string", pattern: "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$", default: "true" },
             weight: { type: "integer", minimum: 1, maximum: 100, default: 100 },
           },
         },

@@ -558,6 +558,65 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(silenced).toEqual([expect.stringContaining("grep -c 'fuse.rawBridge'")]);
   });
 
+  // Issue 24: a release may not be refused or half-installed for its name, nor block drains.
+  describe("names within 63 characters, PDB guard, node label syntax (issue 24)", () => {
+    const renderAs = (release: string, args: string[] = []) => {
+      const r = helm(["template", release, CHART, "-n", NS, "--kube-version", "1.31.0", ...WITH_CRDS, "--set", "converter.enabled=true", "--set", "converter.sources[0].name=registry", "--set", "converter.sources[0].kind=distribution", "--set", "converter.sources[0].secret=s3cret-s3cret-s3cret", ...args]);
+      if (r.status !== 0) throw new Error(r.stderr);
+      return parseAllDocuments(r.stdout).map((d) => d.toJS()).filter(Boolean) as Obj[];
+    };
+    const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+    it.each([
+      ["a 53-character release name (helm's longest)", "a".repeat(53), []],
+      ["a 42-character release name (hook Jobs broke past 41)", `shop-${"x".repeat(37)}`, []],
+      ["a 63-character fullnameOverride", "rel", ["--set", `fullnameOverride=${"f".repeat(63)}`]],
+    ] as Array<[string, string, string[]]>)("%s: every object name, hook Jobs and the converter Service included, is a DNS label of at most 63", (_n, release, args) => {
+      const objs = renderAs(release, args);
+      const names = objs.map((o) => o.metadata.name);
+      expect(names.some((n) => n.endsWith("-cleanup-stop"))).toBe(true);
+      expect(names.some((n) => n.endsWith("-converter"))).toBe(true);
+      for (const o of objs) expect(o.metadata.name.length, `${o.kind} ${o.metadata.name}`).toBeLessThanOrEqual(63);
+      for (const o of objs.filter((x) => ["Service", "Job", "Deployment", "DaemonSet"].includes(x.kind))) expect(o.metadata.name, o.kind).toMatch(DNS_LABEL);
+    });
+
+    it("the cut name is stable across renders and distinct for names that differ only past the cut", () => {
+      const one = (r: string) => renderAs(r).find((o) => o.kind === "Deployment" && !o.metadata.name.endsWith("-converter"))!.metadata.name;
+      const a = `${"s".repeat(45)}-alpha`;
+      expect(one(a)).toBe(one(a));
+      expect(one(a)).not.toBe(one(`${"s".repeat(45)}-omega`));
+      expect(one(a)).toMatch(/^s{32}-[0-9a-f]{8}$/);
+      // Negative control: a short name is kept as it was.
+      expect(one("shop")).toBe("shop-apparate");
+    });
+
+    it.each([
+      [["--set", "webhook.replicas=2", "--set", "webhook.podDisruptionBudget.minAvailable=2"], "keeps all 2 webhook replicas up"],
+      [["--set", "webhook.replicas=3", "--set", "webhook.podDisruptionBudget.minAvailable=5"], "keeps all 3 webhook replicas up"],
+      [["--set", "webhook.replicas=2", "--set-string", "webhook.podDisruptionBudget.minAvailable=60%"], "keeps all 2 webhook replicas up"],
+    ])("a PodDisruptionBudget that blocks every drain is refused at render: %j", (args, message) => {
+      expect(renderError(args)).toContain(message);
+    });
+
+    it("negative control: minAvailable below replicas renders its budget", () => {
+      const pdb = render(["--set", "webhook.replicas=3", "--set", "webhook.podDisruptionBudget.minAvailable=2"]).find((o) => o.kind === "PodDisruptionBudget");
+      expect(pdb!.spec.minAvailable).toBe(2);
+    });
+
+    it.each([
+      ["acceleration.placement.nodeLabelKey=not a/valid~key", "nodeLabelKey"],
+      ["acceleration.placement.nodeLabelKey=a/b/c", "nodeLabelKey"],
+      ["acceleration.placement.nodeLabelValue=not valid!", "nodeLabelValue"],
+    ])("values.schema.json refuses %s", (set, key) => {
+      expect(renderError(["--set", set])).toContain(key);
+    });
+
+    it("the webhook may list and watch nodes (the labelled-node watch of required placement), observer off too", () => {
+      const role = render(["--set", "observer.enabled=false"]).find((o) => o.kind === "ClusterRole" && o.metadata.name.endsWith("-webhook"))!;
+      expect(role.rules).toContainEqual({ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] });
+    });
+  });
+
   it("every value is documented in the README", () => {
     const values = parseYaml(readFileSync(`${CHART}/values.yaml`, "utf8"));
     const readme = readFileSync("README.md", "utf8");

@@ -52,3 +52,23 @@ describe("config", () => {
     }
   });
 });
+
+// Issue 24: the node label is written into every accelerated pod's nodeSelector; a key or
+// value the API server refuses would make every such pod invalid, so the config refuses it.
+describe("placement node label: a label key and a label value, as the API server validates a nodeSelector", () => {
+  const withLabel = (placement: Record<string, unknown>) => () => compileConfig({ acceleration: { placement } });
+  it.each([
+    ["not a/valid~key"], ["a/b/c"], ["-leading-dash"], ["Example.com/abc"], ["example.com/"], ["/simple"], ["a".repeat(64)],
+    [`${"a".repeat(254)}/abc`],
+  ])("nodeLabelKey %j is refused with its path", (key) => {
+    expect(withLabel({ nodeLabelKey: key })).toThrow(/acceleration\.placement\.nodeLabelKey/);
+  });
+  it.each([["not valid!"], ["-true"], ["a".repeat(64)], ["ā"]])("nodeLabelValue %j is refused with its path", (value) => {
+    expect(withLabel({ nodeLabelValue: value })).toThrow(/acceleration\.placement\.nodeLabelValue/);
+  });
+  it.each([
+    ["cloud.tencent.com/apparate", "true"], ["apparate", ""], ["example.com/Fast_Pull.1", "v1.2-x"], [`${"a".repeat(253)}/${"b".repeat(63)}`, "a".repeat(63)],
+  ])("negative control: %j = %j is accepted", (key, value) => {
+    expect(withLabel({ nodeLabelKey: key, nodeLabelValue: value })().acceleration.placement.nodeLabelKey).toBe(key);
+  });
+});

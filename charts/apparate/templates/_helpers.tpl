@@ -2,12 +2,25 @@
 {{- default "apparate" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+The prefix of every object name. Objects are named <fullname><suffix>, the longest being
+"-converter-credentials" (22 characters), and names such as a Service's or a Job's
+(whose pods carry it as a label value) must stay within 63: so a fullname longer than
+63 - 22 = 41 is cut to 32 characters plus "-" and 8 hex digits of its sha256, stable
+across upgrades and distinct for names that differ only past the cut.
+*/}}
 {{- define "apparate.fullname" -}}
+{{- $full := "" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- $full = .Values.fullnameOverride -}}
 {{- else -}}
 {{- $name := include "apparate.name" . -}}
-{{- if contains $name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- if contains $name .Release.Name -}}{{- $full = .Release.Name -}}{{- else -}}{{- $full = printf "%s-%s" .Release.Name $name -}}{{- end -}}
+{{- end -}}
+{{- if le (len $full) 41 -}}
+{{- $full | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" ($full | trunc 32 | trimSuffix "-") ($full | sha256sum | trunc 8) -}}
 {{- end -}}
 {{- end -}}
 
@@ -184,6 +197,21 @@ securityContext: {{- toYaml (mergeOverwrite $base (deepCopy (.Values.webhook.pod
 
 {{/* Values that the schema cannot relate to each other, and the cluster's APIs the chosen values need. */}}
 {{- define "apparate.validate" -}}
+{{- $pdb := .Values.webhook.podDisruptionBudget -}}
+{{- if and $pdb.enabled (gt (int .Values.webhook.replicas) 1) -}}
+{{- $replicas := int .Values.webhook.replicas -}}
+{{- $min := $pdb.minAvailable -}}
+{{- /* A percentage rounds up (the disruption controller's GetScaledValueFromIntOrPercent with roundUp). */ -}}
+{{- $need := 0 -}}
+{{- if kindIs "string" $min -}}{{- $need = div (add (mul $replicas (int (trimSuffix "%" $min))) 99) 100 -}}{{- else -}}{{- $need = int $min -}}{{- end -}}
+{{- if ge (int $need) $replicas -}}
+{{- fail (printf "webhook.podDisruptionBudget.minAvailable (%v) keeps all %d webhook replicas up: no node running one could ever be drained. Set it below webhook.replicas (e.g. %d), or disable the budget" $min $replicas (sub $replicas 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- $key := .Values.acceleration.placement.nodeLabelKey -}}
+{{- if and (contains "/" $key) (gt (len (splitList "/" $key | first)) 253) -}}
+{{- fail (printf "acceleration.placement.nodeLabelKey: the prefix of %q is longer than 253 characters (a label key's prefix is a DNS subdomain)" $key) -}}
+{{- end -}}
 {{- if ge (int .Values.admission.deadlineMs) (mul (int .Values.webhook.timeoutSeconds) 1000) -}}
 {{- fail (printf "admission.deadlineMs (%v) must be below webhook.timeoutSeconds*1000 (%v): the API server stops waiting at webhook.timeoutSeconds" .Values.admission.deadlineMs (mul (int .Values.webhook.timeoutSeconds) 1000)) -}}
 {{- end -}}
