@@ -102,6 +102,27 @@ describe("annotations stay within the API server's 262144 bytes (objectmeta.go V
     expect(Object.keys(after.metadata!.annotations!).sort()).toEqual(["apparate.io/actions", "apparate.io/original-images", "example.com/blob"]);
   });
 
+  it("on reinvocation apparate's own annotations are replaced, not added: a pod that ends exactly at the limit keeps both", () => {
+    const cfg = compileConfig({ acceleration: { registries: [REG] } });
+    const handled = (blob: number) => {
+      const pod = webPod({ initContainers: [], containers: [{ name: "app", image: `${REG}/team/web:1.4.2` }] }, { annotations: { "example.com/blob": "x".repeat(blob) } });
+      const first = run(pod, {}, cfg).after;
+      first.spec!.containers!.push({ name: "sidecar", image: `${REG}/mesh/proxy:1.22` });
+      return first;
+    };
+    // Learn the final size with a small blob, then grow the blob so that it ends at exactly 262144 bytes.
+    const probe = run(handled(100), {}, cfg).after;
+    const blob = 100 + TOTAL_ANNOTATION_SIZE_LIMIT - annotationsSize(probe.metadata!.annotations);
+    const { after, p } = run(handled(blob), {}, cfg);
+    expect(annotationsSize(after.metadata!.annotations)).toBe(TOTAL_ANNOTATION_SIZE_LIMIT);
+    expect(after.metadata!.annotations!["apparate.io/actions"]).toBe("accelerated=2,placement=required");
+    expect(p.warnings).toEqual([]);
+    // One byte more: leaving the new actions out saves nothing (the recorded one stays), so the pod is left alone.
+    const over = run(handled(blob + 1), {}, cfg);
+    expect(over.patch).toEqual([]);
+    expect(over.p.skipped).toContain("at most 262144 bytes");
+  });
+
   it("counts bytes as Go's len does (UTF-8), not UTF-16 code units", () => {
     expect(annotationsSize({ "a/b": "ā" })).toBe(3 + 2);
     expect(annotationsSize({ k: "x".repeat(10) })).toBe(11);
@@ -189,6 +210,9 @@ describe("opt-outs and records", () => {
     ["accelerated=2,placement=required", [["accelerated", 1], ["rewritten", 1]], "required", "accelerated=3,placement=required,rewritten=1"],
     ["rewritten=1", [["accelerated", 1]], "preferred", "rewritten=1,accelerated=1,placement=preferred"],
     ["garbage,accelerated=x", [["accelerated", 2]], undefined, "accelerated=2"],
+    ["=3,accelerated=1", [["accelerated", 1]], undefined, "accelerated=2"],
+    ["accelerated=-2", [["accelerated", 1]], undefined, "accelerated=1"],
+    ["accelerated=1.5", [["accelerated", 1]], undefined, "accelerated=1"],
   ])("mergeActions(%j, %j, %s) = %s", (recorded, counts, placement, expected) => {
     expect(mergeActions(recorded, new Map(counts), placement)).toBe(expected);
   });
