@@ -44,6 +44,7 @@ Exit status: 0 converted (or --dry-run), ${EXIT_UP_TO_DATE} already up to date, 
     "chunk-size": { type: "string", value: "BYTES", default: String(DEFAULT_CHUNK_SIZE), description: "eStargz chunk size (a number, or with K/M suffix)" },
     "compression-level": { type: "string", value: "N", default: "9", description: "gzip level 1-9" },
     concurrency: { type: "string", value: "N", description: "layers converted at once (default: CPUs + 1, at most 4)" },
+    prefetch: { type: "string", value: "FILE", description: "paths the workload reads first, one per line (# comments): put first in each layer, behind .prefetch.landmark, so the snapshotter fetches them at mount" },
     "dry-run": { type: "boolean", default: false, description: "say what would be converted; push nothing" },
     json: { type: "boolean", default: false, description: "print the result as one JSON document" },
   },
@@ -62,6 +63,42 @@ function parseSize(v: string, flag: string): number {
   const n = Number(m[1]) * (unit === "K" ? 1024 : unit === "M" ? 1 << 20 : 1);
   if (n < 4096 || n > 1 << 30) throw new UsageError("convert", `${flag} must be between 4K and 1024M, not ${JSON.stringify(v)}`);
   return n;
+}
+
+/**
+ * A prefetch list: one path per line, absolute or relative to the image root, blank
+ * lines and # comments ignored (the format `apparate convert --prefetch` documents).
+ * A line that is a JSON object is read as one record of `ctr-remote images optimize
+ * --record-out` ({"path": …, "manifestDigest": …, "layerIndex": …}; stargz-snapshotter
+ * recorder/recorder.go Entry): its path is taken, in every layer that has it.
+ */
+export function parsePrefetchList(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    const t = line.trim();
+    if (t === "" || t.startsWith("#")) continue;
+    if (t.startsWith("{")) {
+      let rec: unknown;
+      try { rec = JSON.parse(t); } catch { throw new UsageError("convert", `--prefetch: a line starting with "{" is not JSON: ${t.slice(0, 200)}`); }
+      const path = (rec as { path?: unknown }).path;
+      if (typeof path !== "string") throw new UsageError("convert", `--prefetch: a record without a "path" string: ${t.slice(0, 200)}`);
+      out.push(path);
+      continue;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+function readPrefetchList(file: string): string[] {
+  let text: string;
+  try { text = readFileSync(file, "utf8"); } catch (err) {
+    throw new UsageError("convert", `--prefetch ${file}: ${(err as Error).message}`);
+  }
+  const list = parsePrefetchList(text);
+  if (list.length === 0) throw new UsageError("convert", `--prefetch ${file}: the list names no path`);
+  return list;
 }
 
 function parseIntIn(v: string, flag: string, min: number, max: number): number {
@@ -137,6 +174,7 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
   const target = dstArg ? parseRef(dstArg, "DST") : targetFor(source, suffix);
   const chunkSize = parseSize(values["chunk-size"] as string, "--chunk-size");
   const level = parseIntIn(values["compression-level"] as string, "--compression-level", 1, 9);
+  const prefetch = values.prefetch !== undefined ? readPrefetchList(values.prefetch as string) : undefined;
   const concurrency = values.concurrency !== undefined ? parseIntIn(values.concurrency as string, "--concurrency", 1, 64) : undefined;
 
   let creds: Credential | undefined;
@@ -173,7 +211,7 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
   try {
     const result = await convertImage({
       client, source, target, tagSuffix: suffix, credentials, chunkSize, level,
-      ...(concurrency ? { concurrency } : {}), dryRun: Boolean(values["dry-run"]), signal: controller.signal,
+      ...(concurrency ? { concurrency } : {}), ...(prefetch ? { prefetch } : {}), dryRun: Boolean(values["dry-run"]), signal: controller.signal,
       observer: progress?.observer ?? logObserver(),
     });
     progress?.stop();

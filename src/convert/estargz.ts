@@ -13,7 +13,8 @@ import { once } from "node:events";
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createGunzip, createGzip, type Gzip } from "node:zlib";
+import { promisify } from "node:util";
+import { createGunzip, createGzip, gzip, gzipSync, type Gzip } from "node:zlib";
 import { ApparateError } from "../errors.js";
 import { ByteReader, TarReader, type TarHeader } from "./tar.js";
 import { TocSpill } from "./toc-spill.js";
@@ -171,15 +172,25 @@ class CountingSink {
   async write(b: Buffer): Promise<void> {
     this.n += b.length;
     this.hash.update(b);
+    // zlib hands out small results as views of much larger allocations (16 KiB and up):
+    // a sink that holds many (an upload's pending PATCH) would hold all of those. Copy.
+    if (b.buffer.byteLength > 2 * b.length + 4096) b = Buffer.from(b);
     await this.sink.write(b);
     this.progress?.(this.n);
   }
 }
 
-/** The current gzip member and the uncompressed stream's hash and size. */
+/**
+ * The current gzip member and the uncompressed stream's hash and size. A member is
+ * buffered until it passes BUFFERED_MEMBER bytes and then compressed in one call: a
+ * layer of many small files makes one member per file, and a zlib stream per member
+ * costs more than the compression itself. Larger members stream through zlib.
+ */
 class Members {
   private gz: Gzip | undefined;
   private pump: Promise<void> | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   /** Assignable: a later part of the blob continues the hash of the parts before it. */
   diff = createHash("sha256");
   uncompressed = 0;
@@ -190,9 +201,19 @@ class Members {
 
   async write(b: Buffer): Promise<void> {
     if (b.length === 0) return;
-    if (!this.gz) this.open();
     this.diff.update(b);
     this.uncompressed += b.length;
+    if (!this.gz) {
+      // Copied: the caller's buffer may be a view of one that is reused.
+      this.pending.push(Buffer.from(b));
+      this.pendingBytes += b.length;
+      if (this.pendingBytes <= BUFFERED_MEMBER) return;
+      this.open();
+      const held = Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      b = held;
+    }
     if (!this.gz!.write(b)) await Promise.race([once(this.gz!, "drain"), this.pump]);
   }
 
@@ -205,6 +226,14 @@ class Members {
 
   /** Ends the current member; resolves when all of its bytes reached the sink. */
   async close(): Promise<void> {
+    if (this.pendingBytes > 0) {
+      const held = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      // Small members inline (a thread-pool hop costs more than they do), others off-thread.
+      await this.out.write(held.length <= 16_384 ? gzipSync(held, { level: this.level }) : await gzipAsync(held, { level: this.level }));
+      return;
+    }
     if (!this.gz) return;
     this.gz.end();
     await this.pump;
@@ -212,6 +241,10 @@ class Members {
     this.pump = undefined;
   }
 }
+
+/** Members up to this size are compressed in one call. */
+const BUFFERED_MEMBER = 1 << 20;
+const gzipAsync = promisify(gzip);
 
 /** A temporary file that a part of the blob is written to before assembly (prefetch mode). */
 class FileSink implements Sink {

@@ -4,6 +4,7 @@
 // then configs, platform manifests by digest, and the tag last, so that a failure at
 // any point leaves no tag pointing at a half-made image. Idempotent: the variant
 // records the source digest, and a variant that records the current one is left alone.
+import { createHash } from "node:crypto";
 import { cpus } from "node:os";
 import { ApparateError } from "../errors.js";
 import { formatReference, type ImageReference } from "../image/reference.js";
@@ -18,6 +19,8 @@ export class ImageConvertError extends ApparateError {}
 
 export const SOURCE_DIGEST_ANNOTATION = "io.apparate.source-digest";
 export const SOURCE_REF_ANNOTATION = "io.apparate.source-ref";
+/** sha256 of the prefetch list the variant was made with (one path a line, as given). */
+export const PREFETCH_ANNOTATION = "io.apparate.prefetch-list";
 export const OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
 export const OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
 const DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -64,6 +67,8 @@ export interface ConvertImageOptions {
   level?: number;
   /** Layers converted at once (default: CPU count + 1, at most 4). */
   concurrency?: number;
+  /** Paths the workload reads first: each layer puts them behind .prefetch.landmark. */
+  prefetch?: readonly string[];
   dryRun?: boolean;
   signal?: AbortSignal;
   observer?: ConvertObserver;
@@ -140,14 +145,17 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
   if (!top) throw new ImageConvertError("source-missing", `${srcName} does not exist`, srcName);
   const result: ConvertImageResult = { result: "converted", source: srcName, sourceDigest: top.digest, target: dstName, platforms: [], layers: [], bytesIn: 0, bytesOut: 0 };
 
-  // Up to date when the target records this very source digest.
+  const prefetchDigest = opts.prefetch?.length ? `sha256:${createHash("sha256").update(opts.prefetch.join("\n")).digest("hex")}` : undefined;
+  // Up to date when the target records this very source digest (and prefetch list).
   const existing = await dstRepo.manifest(target.tag).catch((err: unknown) => {
     if ((err as { status?: number }).status === 401 || (err as { status?: number }).status === 403) throw err;
     return undefined;
   });
   if (existing) {
     const ann = parseJson<{ annotations?: Record<string, string> }>(existing.body, `manifest ${dstName}`).annotations ?? {};
-    if (ann[SOURCE_DIGEST_ANNOTATION] === top.digest) return { ...result, result: "up-to-date", digest: existing.digest };
+    // A run without a list keeps a variant made with one (the push-triggered converter
+    // must not undo `apparate convert --prefetch`); a new list makes a new variant.
+    if (ann[SOURCE_DIGEST_ANNOTATION] === top.digest && (!prefetchDigest || ann[PREFETCH_ANNOTATION] === prefetchDigest)) return { ...result, result: "up-to-date", digest: existing.digest };
   }
 
   const isIndex = top.mediaType === OCI_INDEX || top.mediaType === DOCKER_LIST;
@@ -197,7 +205,7 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
       config: { mediaType: OCI_CONFIG, digest: configDigest, size: configOut.length },
       layers: outcomes.map((o) => o.descriptor),
       subject: { mediaType: m.mediaType, digest: m.digest, size: m.body.length },
-      annotations: { ...(manifest.annotations ?? {}), [SOURCE_DIGEST_ANNOTATION]: m.digest, [SOURCE_REF_ANNOTATION]: srcName },
+      annotations: { ...(manifest.annotations ?? {}), [SOURCE_DIGEST_ANNOTATION]: m.digest, [SOURCE_REF_ANNOTATION]: srcName, ...(prefetchDigest ? { [PREFETCH_ANNOTATION]: prefetchDigest } : {}) },
     };
     return { body: Buffer.from(JSON.stringify(out)), digest: "" };
   };
@@ -229,6 +237,7 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
         ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : { chunkSize: DEFAULT_CHUNK_SIZE }),
         ...(opts.level !== undefined ? { level: opts.level } : {}),
         label: `${srcName} ${ev.label} (${l.digest})`,
+        ...(opts.prefetch?.length ? { prefetch: opts.prefetch } : {}),
         onProgress: (r, w) => opts.observer?.layerProgress?.(ev, r, w),
       });
       if (converted.sourceDigest !== l.digest) {
@@ -295,7 +304,7 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
   const outIndex: ImageIndex = {
     schemaVersion: 2, mediaType: OCI_INDEX, manifests: children,
     subject: { mediaType: top.mediaType, digest: top.digest, size: top.body.length },
-    annotations: { ...(index.annotations ?? {}), [SOURCE_DIGEST_ANNOTATION]: top.digest, [SOURCE_REF_ANNOTATION]: srcName },
+    annotations: { ...(index.annotations ?? {}), [SOURCE_DIGEST_ANNOTATION]: top.digest, [SOURCE_REF_ANNOTATION]: srcName, ...(prefetchDigest ? { [PREFETCH_ANNOTATION]: prefetchDigest } : {}) },
   };
   result.digest = await put(target.tag, OCI_INDEX, Buffer.from(JSON.stringify(outIndex)));
   return result;

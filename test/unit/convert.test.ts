@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { cleanEntryName, entryJson, footer, FOOTER_SIZE, parseFooter, tocJson, ustarHeader } from "../../src/convert/estargz.js";
 import { numeric, TarError } from "../../src/convert/tar.js";
+import { parsePrefetchList } from "../../src/convert/command.js";
 import { ImageConvertError, targetFor } from "../../src/convert/image.js";
 import { parseReference } from "../../src/image/reference.js";
 
@@ -109,5 +110,21 @@ describe("entryJson / tocJson: one entry at a time renders as MarshalIndent rend
     const whole = JSON.stringify({ version: 1, entries }, null, "\t").replace(/</g, "\\u003c").replace(/>/g, "\\u003e").replace(/&/g, "\\u0026");
     expect(tocJson(entries).toString()).toBe(whole);
     expect(entryJson(entries[1]!)).toContain('\t\t\t"xattrs": {\n\t\t\t\t"user.x": "eA==",');
+  });
+});
+
+describe("parsePrefetchList: the --prefetch file", () => {
+  it("one path a line, blank lines and # comments ignored, paths kept as written", () => {
+    expect(parsePrefetchList("# recorded\n/usr/bin/python3\n\n  # indented comment\nusr/lib/python3.11/json/__init__.py\r\n./etc/hosts\n")).toEqual(["/usr/bin/python3", "usr/lib/python3.11/json/__init__.py", "./etc/hosts"]);
+  });
+
+  it("reads ctr-remote optimize --record-out records (JSON lines with path, manifestDigest, layerIndex)", () => {
+    const rec = '{"path":"/usr/bin/python3.11","manifestDigest":"sha256:aa","layerIndex":2}\n{"path":"/usr/lib/x86_64-linux-gnu/libz.so.1","manifestDigest":"sha256:aa","layerIndex":0}\n';
+    expect(parsePrefetchList(rec)).toEqual(["/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libz.so.1"]);
+  });
+
+  it("negative control: a JSON line without a path is refused, naming it", () => {
+    expect(() => parsePrefetchList('{"file":"/x"}\n')).toThrow(/without a "path"/);
+    expect(() => parsePrefetchList("{not json\n")).toThrow(/not JSON/);
   });
 });
