@@ -88,7 +88,7 @@ export async function serve(argv: string[]): Promise<number> {
     if (config.observer.enabled) observer = startObserverService(loadKubeConfig(), config, logger, metrics, kube.namespaces.labels);
   }
   const deps: HandlerDeps = {
-    config, lookup: stack.resolver, logger, metrics, planMemo: new PlanMemo(),
+    config, lookup: stack.lookup, logger, metrics, planMemo: new PlanMemo(),
     ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}),
     ...(kube ? { pullSecrets: kube.pullSecrets, namespaces: kube.namespaces, ...(kube.imageCaches ? { imageCaches: kube.imageCaches } : {}), ...(kube.labelledNodes ? { labelledNodes: kube.labelledNodes } : {}) } : {}),
   };

@@ -73,7 +73,7 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
   if (mode === "registry") {
     const stack = createRegistryStack(config, new Metrics());
     try {
-      const facts = await gatherFacts(input, analysis, { config, lookup: stack.resolver, metrics: new Metrics(), logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
+      const facts = await gatherFacts(input, analysis, { config, lookup: stack.lookup, metrics: new Metrics(), logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
       const p = plan(input, facts, config, analysis);
       result.decision = p.containers[0];
       if (p.skipped) result.skipped = p.skipped;
@@ -98,7 +98,12 @@ export async function checkImage(argv: readonly string[], out: NodeJS.WritableSt
     if (result.skipped) lines.push(`skipped:     ${result.skipped}`);
     if (d) {
       lines.push(`rule:        ${d.rule ?? "none"}`);
-      if (mode === "offline" && candidate) {
+      if (mode === "offline" && candidate?.ref.digest !== undefined) {
+        // Pinned (acceleration.digestPinned): only the registry knows Y (--lookups registry asks it).
+        const name = result.accelerated!.slice(0, result.accelerated!.lastIndexOf("@"));
+        lines.push(`swap:        to ${name}@<Y>, when the converter recorded ${candidate.ref.digest} -> Y (an OCI referrer) and Y is an eStargz image naming it as its source`);
+        lines.push(`  without a verified link: digest-pinned: ${d.image}`);
+      } else if (mode === "offline" && candidate) {
         lines.push(`swap:        to ${result.accelerated} when it exists as an OCI image`);
         lines.push(`  if it exists:  ${d.outcome}: ${d.image}`, `  if it doesn't: ${result.ifAbsent!.outcome}: ${result.ifAbsent!.image}`);
       } else {

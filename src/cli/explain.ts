@@ -96,7 +96,7 @@ async function explainOne(w: WorkloadPod, nsFlag: string | undefined, mode: Look
   const analysis = analysePod(input, config);
   let facts: Facts;
   if (stack) {
-    facts = await gatherFacts(input, analysis, { config, lookup: stack.resolver, metrics: new Metrics(), logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
+    facts = await gatherFacts(input, analysis, { config, lookup: stack.lookup, metrics: new Metrics(), logger: createLogger({ level: "silent" }), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) });
   } else {
     facts = { lookups: new Map(analysis.candidates.map((c) => [c.key, offlineAnswer(mode)])), now: Date.now() };
   }

@@ -45,6 +45,10 @@ export const configSchema = {
           },
         },
         ephemeralContainers: { type: "boolean", default: false },
+        digestPinned: {
+          description: "Accelerate digest-pinned images through the conversion link the converter records (repo@sha256:X -> repo@sha256:Y, repo:tag@sha256:X -> repo:tag-apparate@sha256:Y). Off by default: signature-verifying admission checks the digest the pod finally runs.",
+          type: "boolean", default: false,
+        },
         placement: {
           type: "object", additionalProperties: false, default: {},
           properties: {

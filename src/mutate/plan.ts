@@ -213,11 +213,18 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
       out.push({ walk, ref, ineligible: decision(walk, img, img, "not-eligible", rule.reason, false) });
       continue;
     }
-    if (ref.digest !== undefined) {
-      out.push({ walk, ref, ineligible: decision(walk, img, img, "digest-pinned", "digest-pinned images are never tag-swapped: the accelerated image has another digest", true, rule.rule) });
+    if (ref.digest !== undefined && !config.acceleration.digestPinned) {
+      out.push({ walk, ref, ineligible: decision(walk, img, img, "digest-pinned", "digest-pinned images are never tag-swapped: the accelerated image has another digest (acceleration.digestPinned is off)", true, rule.rule) });
       continue;
     }
-    const newTag = (ref.tag ?? DEFAULT_TAG) + suffix;
+    // Pinned: the candidate keeps the digest X; the registry's conversion link gives Y.
+    // A bare digest stays bare (repo@sha256:Y); a tag gets the suffix (repo:tag-apparate@sha256:Y).
+    const newTag = ref.digest !== undefined && ref.tag === undefined ? undefined : (ref.tag ?? DEFAULT_TAG) + suffix;
+    if (newTag === undefined) {
+      const accelerated = ref;
+      out.push({ walk, ref, candidate: { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image, ref, accelerated, key: formatReference(accelerated), rule: rule.rule } });
+      continue;
+    }
     if (newTag.length > MAX_TAG_LENGTH) {
       out.push({ walk, ref, ineligible: decision(walk, img, img, "tag-too-long", `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, true, rule.rule) });
       continue;
@@ -299,6 +306,15 @@ export function plan(input: PlanInput, facts: Facts, config: Config, analysis: P
         outcome = "lookup-unknown"; warn = true;
         const why = answer?.reason ?? "deadline exceeded";
         reason = `not accelerated: could not check ${SHORT(a.candidate.key)}${why === "deadline exceeded" ? " in time" : ""} (${why})`;
+      } else if (a.ref.digest !== undefined) {
+        // Pinned (acceleration.digestPinned): follow the verified link X -> Y, or stay pinned to X.
+        if (answer.kind === "exists" && answer.digest !== undefined && answer.digest !== a.ref.digest) {
+          result = { ...a.candidate.accelerated, digest: answer.digest }; outcome = "accelerated"; swapped++;
+          reason = `accelerated: ${a.ref.digest} was converted to ${answer.digest} (${answer.mediaType} of eStargz layers naming it as its source; link verified)`;
+        } else {
+          outcome = "digest-pinned"; warn = true;
+          reason = `digest-pinned, not accelerated: ${answer.kind === "absent" ? answer.reason : `no converted digest known for ${a.ref.digest}`}`;
+        }
       } else if (answer.kind === "absent") {
         outcome = "accelerated-absent"; warn = true;
         reason = `not accelerated: ${SHORT(a.candidate.key)} ${answer.reason}`;

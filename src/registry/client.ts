@@ -136,6 +136,15 @@ export class RegistryClient {
   }
 
   /**
+   * Runs `task` in one of the registry's request slots (as checkManifest does); resolves
+   * undefined, without running it, when `wanted()` is false by the time a slot is free.
+   * The digest-link lookups (link-resolver.ts) share the slots with the tag lookups.
+   */
+  runLimited<T>(domain: string, task: () => Promise<T>, wanted?: () => boolean): Promise<T | undefined> {
+    return this.limiter.run(domain, task, wanted);
+  }
+
+  /**
    * Checks one manifest, trying each credential in order (then anonymous if none).
    * 401/403 with one credential moves on to the next, as kubelet does with pull secrets.
    * Waits for a free slot of the registry first; the request timers start when sent.

@@ -167,11 +167,14 @@ function parseDoc(body: Buffer): ManifestDoc | undefined {
   } catch { return undefined; }
 }
 
+/** A digest as people compare them (warnings are clipped: whole digests would not fit). */
+export const shortDigest = (d: string) => (DIGEST.test(d) ? `${d.slice(0, 19)}…` : "another manifest");
+
 /** Whether `body` (media type `mediaType`) names `source` as what it was made from. */
 function namesSource(doc: ManifestDoc, source: string): string | undefined {
   const recorded = doc.annotations?.[SOURCE_DIGEST_ANNOTATION];
-  if (recorded !== source) return `it names ${typeof recorded === "string" && DIGEST.test(recorded) ? recorded : "no source"} as its source, not ${source}`;
-  if (doc.subject?.digest !== undefined && doc.subject.digest !== source) return `its subject is ${DIGEST.test(doc.subject.digest) ? doc.subject.digest : "another manifest"}, not ${source}`;
+  if (recorded !== source) return `it names ${typeof recorded === "string" && DIGEST.test(recorded) ? shortDigest(recorded) : "no source"} as its source, not ${shortDigest(source)}`;
+  if (doc.subject?.digest !== undefined && doc.subject.digest !== source) return `its subject is ${shortDigest(String(doc.subject.digest))}, not ${shortDigest(source)}`;
   return undefined;
 }
 
@@ -204,10 +207,10 @@ export function verifyTarget(source: string, target: { mediaType: string; body: 
   if (images.length === 0) return { ok: false, reason: "the index lists no image manifests" };
   for (const c of images) {
     const child = children?.get(c.digest);
-    if (!child) return { ok: false, reason: `platform manifest ${c.digest} could not be read` };
+    if (!child) return { ok: false, reason: `platform manifest ${shortDigest(c.digest)} could not be read` };
     const cd = parseDoc(child.body);
     const why = cd ? eStargzManifest(cd, child.mediaType) : "it is not JSON";
-    if (why) return { ok: false, reason: `platform manifest ${c.digest}: ${why}` };
+    if (why) return { ok: false, reason: `platform manifest ${shortDigest(c.digest)}: ${why}` };
   }
   return { ok: true };
 }

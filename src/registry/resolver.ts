@@ -92,7 +92,8 @@ export class TagResolver implements TagLookup {
     return raceSignal(entry.promise, signal, () => { entry.waiters--; });
   }
 
-  private breakerFor(domain: string): CircuitBreaker {
+  /** The registry's breaker; shared with the digest-link lookups (link-resolver.ts). */
+  breakerFor(domain: string): CircuitBreaker {
     let b = this.breakers.get(domain);
     if (!b) { b = new CircuitBreaker(this.opts.breakerFailures, this.opts.breakerCooldownMs); this.breakers.set(domain, b); }
     // A breaker that is not closed is kept while it matters, even past the bound (LRU only drops idle ones first).

@@ -6,11 +6,16 @@ import type { Metrics } from "../observability/metrics.js";
 import { RegistryClient } from "./client.js";
 import { parseDockerConfig, type Keyring } from "./credentials.js";
 import { DialPolicy } from "./network.js";
-import { OTHER, TagResolver } from "./resolver.js";
+import { DigestLinkResolver, ReferenceLookup } from "./link-resolver.js";
+import { OTHER, type TagLookup, TagResolver } from "./resolver.js";
 
 export interface RegistryStack {
   client: RegistryClient;
   resolver: TagResolver;
+  /** Conversion links of digest-pinned images (acceleration.digestPinned). */
+  links: DigestLinkResolver;
+  /** What the handler asks: tags of the resolver, digests of the links. */
+  lookup: TagLookup;
   keyring?: Keyring;
   close(): Promise<void>;
   /** Closes at once, aborting requests in flight. */
@@ -46,6 +51,10 @@ export function createRegistryStack(config: Config, metrics: Metrics, endpoints?
     breakerFailures: r.breakerFailures, breakerCooldownMs: r.breakerCooldownSeconds * 1000, metrics,
     maxRegistryHosts: r.maxRegistryHosts, label,
   });
-  const keyring = r.dockerConfigFile ? parseDockerConfig(readFileSync(r.dockerConfigFile, "utf8"), r.dockerConfigFile) : undefined;
-  return { client, resolver, ...(keyring ? { keyring } : {}), close: () => client.close(), destroy: () => client.destroy() };
+  const links = new DigestLinkResolver(client, resolver, {
+    maxEntries: r.cacheMaxEntries, negativeTtlMs: r.negativeTtlSeconds * 1000, unknownBackoffMs: r.unknownBackoffSeconds * 1000, metrics,
+  });
+  const lookup = new ReferenceLookup(resolver, links);
+    const keyring = r.dockerConfigFile ? parseDockerConfig(readFileSync(r.dockerConfigFile, "utf8"), r.dockerConfigFile) : undefined;
+  return { client, resolver, links, lookup, ...(keyring ? { keyring } : {}), close: () => client.close(), destroy: () => client.destroy() };
 }

@@ -32,7 +32,7 @@ export async function startWebhook(configDoc: unknown, extra: Partial<HandlerDep
   const stack = createRegistryStack(config, metrics);
   const ca = createCA("apparate test CA", 1);
   const tls = issueServing(ca, ["localhost"], 1, Date.now(), ["127.0.0.1"]);
-  const deps: HandlerDeps = { config, lookup: stack.resolver, logger, metrics, ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}), ...extra };
+  const deps: HandlerDeps = { config, lookup: stack.lookup, logger, metrics, ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}), ...extra };
   const app = await buildAdmissionServer({ deps, tls, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
