@@ -75,6 +75,18 @@ describe("podViolations, one rule at a time", () => {
     ])("%s", (_n, now, expected) => {
       expect(podViolations(now, pod(c))).toEqual(expected);
     });
+    // Deep equality at the type edges: a primitive, null or an empty object where the other had another.
+    it.each<[string, unknown, unknown]>([
+      ["an empty object became an empty string", {}, ""],
+      ["an empty string became an empty object", "", {}],
+      ["an empty object became null", {}, null],
+      ["null became an empty object", null, {}],
+      ["an empty list became an empty object", [], {}],
+    ])("%s", (_n, before, now) => {
+      const old = pod({ name: "d1", image: "x", extra: before });
+      expect(podViolations(pod({ name: "d1", image: "x", extra: now }), old)).toEqual(['spec.ephemeralContainers: existing ephemeral containers "d1" may not be changed']);
+      expect(podViolations(pod({ name: "d1", image: "x", extra: structuredClone(before) }), old)).toEqual([]);
+    });
     it("a pod without ephemeral containers, before and after", () => {
       expect(podViolations({}, {})).toEqual([]);
       expect(podViolations({ spec: {} }, { spec: {} })).toEqual([]);
