@@ -47,6 +47,9 @@ export interface State {
   originalExisted: boolean;
   original?: FileMeta & { sha256: string };
   writtenSha256?: string;
+  /** The node's own text apparate's first and latest writes were made from: when they differ, the file was regenerated meanwhile and the backup is older than it. */
+  firstBaseSha256?: string;
+  baseSha256?: string;
   record: EditRecord;
   hostsDir: string;
   /** hosts.toml directories apparate created (names under hostsDir). */
@@ -62,7 +65,15 @@ export type ApplyResult =
   | { status: "installed"; restarted: boolean; changed: boolean }
   | { status: "refused"; reason: string; message: string };
 
-export interface UninstallResult { restored: boolean; restarted: boolean; notes: string[] }
+/**
+ * `restored`: the node's own file is back byte for byte. `keys-removed`: the file was
+ * regenerated after install (config management) and apparate re-applied, so the backup
+ * is older than the node's current config: apparate took its own keys out of the live
+ * file instead and deleted that backup. `edited`: someone changed apparate's output;
+ * its keys are taken out, the backup is kept for the operator.
+ */
+export type UninstallOutcome = "restored" | "keys-removed" | "edited";
+export interface UninstallResult { outcome: UninstallOutcome; restored: boolean; restarted: boolean; notes: string[] }
 
 export const INSTALL_STEPS = ["backup", "hosts", "probe", "write", "restart", "verify"] as const;
 export const UNINSTALL_STEPS = ["config", "restart", "hosts", "cleanup"] as const;
@@ -131,7 +142,8 @@ export class Installer {
     const target = this.target;
     const live = this.h(target);
     let state = this.readState();
-    const current = readIf(live) ?? (this.o.seedFrom ? readIf(this.h(this.o.seedFrom)) ?? "" : "");
+    const liveBefore = readIf(live);
+    const current = liveBefore ?? (this.o.seedFrom ? readIf(this.h(this.o.seedFrom)) ?? "" : "");
     if (!state) {
       state = { version: 2, target, originalExisted: existsSync(live), record: { previous: [], moved: [] }, hostsDir: this.o.certsDir, hostsOwned: [], legacyHosts: [], journal: [] };
     }
@@ -161,9 +173,14 @@ export class Installer {
       this.logger.warn({ reason: edit.refused.reason, config: target }, edit.refused.message);
       return { status: "refused", ...edit.refused };
     }
-    // 2. Moved legacy entries are saved before the file that held them changes.
-    for (const p of edit.record.previous) if (!state.record.previous.some((x) => same(x.path, p.path))) state.record.previous.push(p);
-    for (const m of edit.record.moved) if (!state.record.moved.some((x) => same(x.path, m.path))) state.record.moved.push(m);
+    // 2. Moved legacy entries are saved before the file that held them changes. A value
+    // this edit replaces is the node's newest (the file was regenerated since): it wins.
+    for (const p of edit.record.previous) {
+      // Except where the replaced value is apparate's own (an older socket): the node's value stays.
+      const own = (p.path[0] === "proxy_plugins" && p.path[1] === SNAPSHOTTER && p.value !== null) || (p.path[p.path.length - 1] === "snapshotter" && p.value === SNAPSHOTTER);
+      if (!own || !state.record.previous.some((x) => same(x.path, p.path))) upsert(state.record.previous, p);
+    }
+    for (const m of edit.record.moved) upsert(state.record.moved, m);
     if (edit.record.migratedFromV1) state.record.migratedFromV1 = true;
     if (edit.record.ignoredV1 && !state.record.ignoredV1) {
       state.record.ignoredV1 = edit.record.ignoredV1;
@@ -192,6 +209,8 @@ export class Installer {
       this.step(state, "probe");
       // 4. The live file: same mode and owner, a symlink stays a symlink (its target is written).
       state.writtenSha256 = candidateSha;
+      state.baseSha256 = sha256(current);
+      state.firstBaseSha256 ??= state.baseSha256;
       this.saveState(state);
       writeAtomic(live, edit.text, metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 });
       this.logger.info({ config: target }, "containerd config updated");
@@ -212,7 +231,7 @@ export class Installer {
       this.step(state, "restart");
       const after = await this.waitCri(wantedPath);
       if (!after.ok) {
-        await this.rollback(state, live, after.reason, candidateSha);
+        await this.rollback(state, live, after.reason, candidateSha, mustWrite ? { text: liveBefore } : undefined);
       }
     }
     this.step(state, "verify");
@@ -232,17 +251,25 @@ export class Installer {
     return { ok: false, reason };
   }
 
-  /** The live CRI did not come up: put the node's own config back, restart, report. */
-  private async rollback(state: State, live: string, reason: string, candidateSha: string): Promise<never> {
-    const backup = this.backupOf(state.target);
-    if (state.originalExisted && existsSync(backup)) writeAtomic(live, readFileSync(backup), metaOf(live) ?? state.original);
-    else if (!state.originalExisted) rmSync(live, { force: true });
+  /**
+   * The live CRI did not come up: put back the file this write replaced (the node's own
+   * config as it was a moment ago, never an older backup), restart, report.
+   */
+  private async rollback(state: State, live: string, reason: string, candidateSha: string, replaced: { text: string | undefined } | undefined): Promise<never> {
+    if (replaced) {
+      // This run wrote the file: what it replaced (absent: it did not exist).
+      if (replaced.text !== undefined) writeAtomic(live, replaced.text, metaOf(live) ?? state.original);
+      else rmSync(live, { force: true });
+    } else {
+      // An earlier run wrote it (a crash before the restart): the node's own config as in uninstall.
+      this.giveBack(state, live, readIf(live));
+    }
     state.failed = { sha256: candidateSha, reason };
     state.writtenSha256 = undefined;
     this.saveState(state);
     await this.runtime.restart();
-    this.logger.error({ reason }, "containerd did not run CRI with the snapshotter after the restart: original config restored");
-    throw new InstallError("cri-verify-failed", `containerd did not run CRI with the snapshotter after the restart (${reason}); the original config was restored and containerd restarted`, reason);
+    this.logger.error({ reason }, "containerd did not run CRI with the snapshotter after the restart: the node's previous config restored");
+    throw new InstallError("cri-verify-failed", `containerd did not run CRI with the snapshotter after the restart (${reason}); the node's previous config was restored and containerd restarted`, reason);
   }
 
   private writeHosts(state: State, hosts: HostsEntry[]): void {
@@ -291,16 +318,21 @@ export class Installer {
     const current = readIf(live);
     const backupBytes = existsSync(backup) ? readFileSync(backup) : undefined;
     let restored = false;
+    let keysRemoved = false;
     if (current === undefined) {
       restored = !state?.originalExisted;
       if (!restored) notes.push(`${target} is gone; the backup stays at ${target}.apparate-backup`);
     } else if (state?.original && sha256(current) === state.original.sha256) {
       restored = true; // already the original (restored before a crash, or never written)
     } else if (state?.writtenSha256 && sha256(current) === state.writtenSha256) {
-      if (state.originalExisted && backupBytes) writeAtomic(live, backupBytes, state.original ?? metaOf(live));
-      else if (!state.originalExisted) rmSync(live, { force: true });
-      restored = Boolean(backupBytes) || !state.originalExisted;
-      this.logger.info({ config: target }, "containerd config restored from the backup");
+      if (this.giveBack(state, live, current) === "keys-removed") {
+        keysRemoved = true;
+        notes.push(`${target} was rewritten after apparate installed (config management) and apparate re-applied to it: the backup from install time is older than that config, so apparate removed its own keys from the live file instead of restoring the backup, and deleted the backup`);
+        this.logger.warn({ config: target }, "containerd config regenerated since install: removed apparate's keys, did not restore the older backup");
+      } else {
+        restored = Boolean(backupBytes) || !state.originalExisted;
+        this.logger.info({ config: target }, "containerd config restored from the backup");
+      }
     } else {
       // Someone changed the file after apparate (or the state is lost): keep their changes.
       const record = state?.record ?? (backupBytes ? this.recordFromBackup(backupBytes.toString("utf8")) : undefined);
@@ -331,10 +363,31 @@ export class Installer {
     rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
     if (state) this.step(state, "hosts");
 
-    if (backupBytes && (restored || (current !== undefined && sha256(readFileSync(live)) === sha256(backupBytes)))) rmSync(backup, { force: true });
+    if (backupBytes && (restored || keysRemoved || (current !== undefined && sha256(readFileSync(live)) === sha256(backupBytes)))) rmSync(backup, { force: true });
     if (state) this.step(state, "cleanup");
-    if (restored || !backupBytes) rmSync(this.stateFile, { force: true });
-    return { restored, restarted, notes };
+    if (restored || keysRemoved || !backupBytes) rmSync(this.stateFile, { force: true });
+    return { outcome: restored ? "restored" : keysRemoved ? "keys-removed" : "edited", restored, restarted, notes };
+  }
+
+  /** The node's config was regenerated after install: the backup is older than what apparate's last write was made from. */
+  private staleBackup(state: State): boolean {
+    return state.baseSha256 !== undefined && state.firstBaseSha256 !== undefined && state.baseSha256 !== state.firstBaseSha256;
+  }
+
+  /**
+   * The live file is apparate's last write: gives the node's own config back. The backup
+   * only when it is what that write was made from; otherwise apparate's keys come out of
+   * the live file (the record holds the values they replaced in the newer config).
+   */
+  private giveBack(state: State, live: string, current: string | undefined): "restored" | "keys-removed" {
+    if (current !== undefined && this.staleBackup(state)) {
+      writeAtomic(live, removeApparate(current, { snapshotterSocket: this.o.snapshotterSocket, snapshotterName: SNAPSHOTTER }, state.record), metaOf(live));
+      return "keys-removed";
+    }
+    const backup = this.backupOf(state.target);
+    if (state.originalExisted && existsSync(backup)) writeAtomic(live, readFileSync(backup), state.original ?? metaOf(live));
+    else if (!state.originalExisted) rmSync(live, { force: true });
+    return "restored";
   }
 
   /** Without a state file: what apparate would have changed in the original (the backup) is what to give back. */
@@ -385,6 +438,13 @@ function movedTable(record: EditRecord, kind: "mirrors" | "configs"): Table | un
     if (kind === "configs" && path[i + 1] === "configs" && path[i + 3] === "tls") out = { ...(out ?? {}), [path[i + 2]!]: { tls: value } };
   }
   return out;
+}
+
+/** Replaces the entry for the same path, or adds it. */
+function upsert<T extends { path: string[] }>(list: T[], item: T): void {
+  const i = list.findIndex((x) => same(x.path, item.path));
+  if (i >= 0) list[i] = item;
+  else list.push(item);
 }
 
 const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);

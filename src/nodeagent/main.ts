@@ -109,12 +109,15 @@ export async function nodeAgentMain(argv: string[]): Promise<number> {
   if (values.uninstall) {
     // Idempotent: a second run finds nothing of apparate's and succeeds.
     const r = await agent.uninstall();
-    if (!r.restored) {
+    if (r.outcome === "keys-removed") {
+      // The node's config was regenerated since install: apparate's keys are out of it, nothing older was put back.
+      for (const n of r.notes) process.stderr.write(`apparate node-agent --uninstall: ${n}\n`);
+      logger.warn({ notes: r.notes }, "apparate's keys removed from the node's current containerd config");
+    } else if (!r.restored) {
       for (const n of r.notes) process.stderr.write(`apparate node-agent --uninstall: ${n}\n`);
       logger.error({ notes: r.notes }, "node not fully restored");
       if (r.notes.length > 0) return 1;
-    }
-    logger.info("node restored");
+    } else logger.info("node restored");
     if (values["then-wait"]) {
       writeFileSync("/tmp/uninstalled", "done\n");
       await new Promise(() => undefined); // the hook DaemonSet's pod stays Ready until helm deletes it

@@ -12,7 +12,7 @@ import { parse } from "smol-toml";
 import { Installer } from "../../src/nodeagent/installer.js";
 import { ProcessSnapshotter } from "../../src/nodeagent/service.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { SandboxedContainerd, TestContainerd } from "../support/containerd.js";
+import { run, SandboxedContainerd, TestContainerd } from "../support/containerd.js";
 import { criConfig, criPull } from "../support/cri-client.js";
 import { pushTestImage } from "../support/oci-images.js";
 import { freePort } from "../support/ports.js";
@@ -211,4 +211,111 @@ ${legacy}`);
     const after = await pullAll("after");
     expect(after).toEqual(before);
   }, 180_000);
+});
+
+// (c) and the rollback: kubespray's real config (corpus), regenerated while apparate is
+// installed the way config management does it (a newer sandbox image, a RuntimeClass
+// handler added), containerd restarted on it, the agent re-applies.
+describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and rollback never put back the older backup", () => {
+  let base: string;
+  beforeAll(() => { base = mkdtempSync(join(tmpdir(), "apparate-wrong-c-")); });
+  afterAll(() => { if (base) rmSync(base, { recursive: true, force: true }); });
+
+  const original = readFileSync(join(FIXTURES, "kubespray-rendered-v2.toml"), "utf8");
+  const regenerated = original
+    .replace('sandbox_image = "registry.k8s.io/pause:3.9"', 'sandbox_image = "registry.k8s.io/pause:3.10"')
+    .replace('    [plugins."io.containerd.grpc.v1.cri".registry]\n', '        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]\n          runtime_type = "io.containerd.kata.v2"\n    [plugins."io.containerd.grpc.v1.cri".registry]\n');
+
+  /** A node with kubespray's config installed by apparate, then regenerated and containerd restarted on it. */
+  async function regeneratedNode(name: string, liveOverride?: () => string) {
+    expect(regenerated).toContain("pause:3.10");
+    expect(regenerated).toContain("runtimes.kata]");
+    const root = join(base, name);
+    mkdirSync(join(root, "etc/containerd"), { recursive: true });
+    const live = join(root, "etc/containerd/config.toml");
+    writeFileSync(live, original);
+    writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
+    let installer: Installer | undefined;
+    const frozen = { text: undefined as string | undefined };
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => (frozen.text !== undefined ? parse(frozen.text) as never : installer!.effectiveLive()), join(root, "etc/containerd"));
+    installer = new Installer({
+      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
+      mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node", verifyTimeoutMs: 3000,
+    }, ctd, logger);
+    await ctd.start();
+    expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true, changed: true });
+    // Config management writes its new version over apparate's and restarts containerd.
+    writeFileSync(live, regenerated);
+    await ctd.restart();
+    const own = await criConfig(ctd.socket);
+    expect(own).toMatchObject({ sandboxImage: "registry.k8s.io/pause:3.10", containerd: { snapshotter: "overlayfs" } });
+    expect(own.containerd.runtimes.kata.runtimeType).toBe("io.containerd.kata.v2");
+    if (liveOverride) frozen.text = liveOverride();
+    return { root, live, ctd, installer, own };
+  }
+
+  it("uninstall removes apparate's keys from the regenerated file and says so (outcome keys-removed); the older backup is not restored", async () => {
+    const { root, live, ctd, installer, own } = await regeneratedNode("uninstall");
+    try {
+      // The agent re-applies to the regenerated file.
+      expect(await installer.apply()).toMatchObject({ status: "installed", restarted: true, changed: true });
+      expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz" });
+      const u = await installer.uninstall();
+      expect(u).toMatchObject({ outcome: "keys-removed", restored: false, restarted: true });
+      expect(u.notes.join(" ")).toMatch(/rewritten after apparate installed.*removed its own keys/);
+      // The node's current config, not the install-time one: same TOML as regenerated, and what containerd runs.
+      expect(parse(readFileSync(live, "utf8"))).toEqual(parse(regenerated));
+      expect(await criConfig(ctd.socket)).toEqual(own);
+      expect(existsSync(`${live}.apparate-backup`)).toBe(false);
+      expect(existsSync(join(root, "var/lib/apparate-node/state.json"))).toBe(false);
+      // Uninstall again: nothing of apparate's left, nothing changes.
+      const text = readFileSync(live, "utf8");
+      expect(await installer.uninstall()).toMatchObject({ restored: true });
+      expect(readFileSync(live, "utf8")).toBe(text);
+    } finally {
+      await ctd.stop();
+    }
+  }, 120_000);
+
+  it("negative control: without a regeneration, uninstall restores the backup bytes (outcome restored)", async () => {
+    const root = join(base, "plain");
+    mkdirSync(join(root, "etc/containerd"), { recursive: true });
+    const live = join(root, "etc/containerd/config.toml");
+    writeFileSync(live, original);
+    writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
+    let installer: Installer | undefined;
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
+    installer = new Installer({
+      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
+    }, ctd, logger);
+    await ctd.start();
+    try {
+      expect(await installer.apply()).toMatchObject({ status: "installed" });
+      expect(await installer.apply()).toMatchObject({ status: "installed", changed: false });
+      expect(await installer.uninstall()).toMatchObject({ outcome: "restored", restored: true });
+      expect(readFileSync(live, "utf8")).toBe(original);
+    } finally {
+      await ctd.stop();
+    }
+  }, 120_000);
+
+  it("rollback after a failed restart puts back the regenerated file this write replaced, not the older backup, and restarts containerd", async () => {
+    // After the re-apply's restart containerd still runs the regenerated config (it reads
+    // another file than the one apparate edits): the verify fails and the agent rolls back.
+    const { live, ctd, installer, own } = await regeneratedNode("rollback", () => regenerated);
+    try {
+      const restarts = ctd.restarts;
+      await expect(installer.apply()).rejects.toThrow(/did not run CRI with the snapshotter after the restart.*previous config was restored/);
+      expect(readFileSync(live, "utf8")).toBe(regenerated);
+      expect(ctd.restarts).toBe(restarts + 2);
+      expect(await criConfig(ctd.socket)).toEqual(own);
+      // The failed candidate is not tried again.
+      await expect(installer.apply()).rejects.toThrow(/tried and rolled back before/);
+      expect(readFileSync(live, "utf8")).toBe(regenerated);
+    } finally {
+      await ctd.stop();
+    }
+  }, 120_000);
 });
