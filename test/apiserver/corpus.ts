@@ -47,7 +47,7 @@ export const NODES = [
   node("node-numeric-low", { [LABEL_KEY]: "1", "topology.kubernetes.io/zone": "zone-a", "kubernetes.io/arch": "amd64" }),
 ];
 
-function node(name: string, labels: Record<string, string>) {
+function node(name: string, labels: Record<string, string>): { apiVersion: string; kind: string; metadata: { name: string; labels: Record<string, string> } } {
   return { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", ...labels } } };
 }
 
@@ -242,6 +242,8 @@ export function randomCases(shapes: Shape[], reg: string, n: number, seed = 24):
     requiredAffinity(LABEL_KEY, "NotIn", ["true"]),
     requiredAffinity(LABEL_KEY, "Exists"),
     requiredAffinity(LABEL_KEY, "DoesNotExist"),
+    requiredAffinity(LABEL_KEY, "Gt", ["5"]),
+    requiredAffinity(LABEL_KEY, "Lt", ["5"]),
     requiredAffinity("topology.kubernetes.io/zone", "In", ["zone-a", "zone-b"]),
     requiredAffinity("kubernetes.io/arch", "NotIn", ["arm64"]),
   ];

@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from "node:https";
 import { compileConfig } from "../../src/config/config.js";
 import { buildAdmissionServer } from "../../src/admission/server.js";
 import type { NamespaceSource } from "../../src/admission/handler.js";
+import type { LabelledNodeSource } from "../../src/kube/labelled-nodes.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { Metrics } from "../../src/observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../../src/registry/stack.js";
@@ -23,7 +24,7 @@ export interface ServiceWebhook {
   stop(): Promise<void>;
 }
 
-export async function startServiceWebhook(configDoc: unknown, serverName: string, namespaces: NamespaceSource): Promise<ServiceWebhook> {
+export async function startServiceWebhook(configDoc: unknown, serverName: string, namespaces: NamespaceSource, labelledNodes?: LabelledNodeSource): Promise<ServiceWebhook> {
   const config = compileConfig(configDoc);
   const logs: string[] = [];
   const logger = createLogger({ destination: new Writable({ write(c, _e, cb) { logs.push(c.toString()); cb(); } }), level: "info" });
@@ -32,7 +33,7 @@ export async function startServiceWebhook(configDoc: unknown, serverName: string
   const ca = createCA("apparate apiserver-test CA", 1);
   const tls = issueServing(ca, [serverName], 1, Date.now());
   const app = await buildAdmissionServer({
-    deps: { config, lookup: stack.resolver, logger, metrics, namespaces, ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) },
+    deps: { config, lookup: stack.resolver, logger, metrics, namespaces, ...(labelledNodes ? { labelledNodes } : {}), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) },
     tls, readiness: { ready: () => ({ ready: true, reasons: [] }) },
   });
   const state = { requests: 0 };
