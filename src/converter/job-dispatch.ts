@@ -22,7 +22,7 @@ export interface JobDispatchOptions {
   /** Active conversion Jobs at most in the namespace, whoever created them. */
   maxActive: number;
   /** Reads the target after the Job: the registry says whether it was converted. */
-  reader: Pick<RegistryReader, "recordedSource" | "digest">;
+  reader: Pick<RegistryReader, "recordedSource" | "digest" | "layerSizes">;
   logger: Logger;
   /** How long to wait for one Job; default activeDeadlineSeconds + 60 s (the Job's own deadline fires first). */
   waitTimeoutMs?: number;
@@ -153,16 +153,44 @@ export class JobDispatcher {
     }
   }
 
+  /**
+   * Bytes read and written, from the two images' manifests (the Job's own counts stay in
+   * its pod): the source layers that were converted, and the eStargz layers made of them.
+   * Layers copied as they were (already eStargz) count on neither side, as in process.
+   */
+  private async bytes(req: Parameters<ConvertImage>[0], signal: AbortSignal): Promise<{ bytesIn: number; bytesOut: number }> {
+    if (!this.o.reader.layerSizes) return { bytesIn: 0, bytesOut: 0 };
+    try {
+      const [src, dst] = await Promise.all([
+        this.o.reader.layerSizes(req.registry, req.repository, req.digest, signal),
+        this.o.reader.layerSizes(req.registry, req.repository, req.targetTag, signal),
+      ]);
+      let bytesIn = 0;
+      let bytesOut = 0;
+      for (const [d, n] of src) if (!dst.has(d)) bytesIn += n;
+      for (const [d, n] of dst) if (!src.has(d)) bytesOut += n;
+      return { bytesIn, bytesOut };
+    } catch (err) {
+      this.o.logger.warn({ image: `${req.registry}/${req.repository}:${req.tag}`, err }, "cannot read the layer sizes: bytes not counted");
+      return { bytesIn: 0, bytesOut: 0 };
+    }
+  }
+
   /** The registry decides: converted only when the target records this source digest. */
   private async result(req: Parameters<ConvertImage>[0], name: string, job: V1Job): Promise<ConversionResult> {
     const st = jobState(job);
     const ac = new AbortController();
-    const recorded = await this.o.reader.recordedSource(req.registry, req.repository, req.targetTag, ac.signal);
+    const target = `${req.registry}/${req.repository}:${req.targetTag}`;
+    let recorded: string | undefined;
+    try { recorded = await this.o.reader.recordedSource(req.registry, req.repository, req.targetTag, ac.signal); } catch (err) {
+      throw new JobWaitError("job-result-unreadable", `Job ${name} finished (${st.state}), but ${target} could not be read to check it: ${(err as Error).message}`, name, { cause: err });
+    }
     if (recorded === req.digest) {
       const digest = await this.o.reader.digest(req.registry, req.repository, req.targetTag, ac.signal);
       // A Job that ended on exit code 10 found the target already up to date.
       const upToDate = st.state === "failed";
-      return { result: upToDate ? "up-to-date" : "converted", ...(digest ? { digest } : {}), bytesIn: 0, bytesOut: 0 };
+      const bytes = upToDate ? { bytesIn: 0, bytesOut: 0 } : await this.bytes(req, ac.signal);
+      return { result: upToDate ? "up-to-date" : "converted", ...(digest ? { digest } : {}), ...bytes };
     }
     if (st.state === "complete") {
       throw new JobWaitError("job-result-missing", `Job ${name} completed but ${req.registry}/${req.repository}:${req.targetTag} does not record ${req.digest}`, name);

@@ -35,7 +35,12 @@ export interface RegistryReader {
   digest(registry: string, repository: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
   /** The io.apparate.source-digest an accelerated image records; undefined when none. */
   recordedSource(registry: string, repository: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
+  /** Layer digests and sizes of an image (every platform of an index); optional: job mode counts bytes with it. */
+  layerSizes?(registry: string, repository: string, ref: string, signal: AbortSignal): Promise<Map<string, number>>;
 }
+
+/** Platforms of an index read at most for layerSizes. */
+const MAX_PLATFORMS = 64;
 
 /** The next page's URL from a Link header (RFC 8288), resolved against the registry origin. */
 export function nextLink(link: string | string[] | undefined, origin: string): string | undefined {
@@ -114,6 +119,21 @@ export class HttpRegistryReader implements RegistryReader {
     const d = res.headers["docker-content-digest"];
     if (res.statusCode !== 200 || typeof d !== "string") throw new RegistryReadError("registry-error", `${registry}/${repository}:${tag}: manifest HEAD answered ${res.statusCode}${typeof d === "string" ? "" : " without a digest"}`);
     return d;
+  }
+
+  async layerSizes(registry: string, repository: string, ref: string, signal: AbortSignal): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const read = async (r: string) => {
+      const res = await this.get(registry, `repository:${repository}:pull`, `${this.o.origin(registry)}/v2/${repository}/manifests/${encodeURIComponent(r)}`, signal, MANIFEST_ACCEPT);
+      if (res.statusCode !== 200) { await res.body.dump(); throw new RegistryReadError("registry-error", `${registry}/${repository}@${r}: manifest GET answered ${res.statusCode}`); }
+      return (await this.readJson(res, `${registry}/${repository}@${r}`)) as { manifests?: Array<{ digest?: unknown }>; layers?: Array<{ digest?: unknown; size?: unknown }> };
+    };
+    const top = await read(ref);
+    const docs = Array.isArray(top.manifests)
+      ? await Promise.all(top.manifests.slice(0, MAX_PLATFORMS).filter((m) => typeof m.digest === "string").map((m) => read(m.digest as string)))
+      : [top];
+    for (const d of docs) for (const l of d.layers ?? []) if (typeof l.digest === "string" && typeof l.size === "number") out.set(l.digest, l.size);
+    return out;
   }
 
   async recordedSource(registry: string, repository: string, tag: string, signal: AbortSignal): Promise<string | undefined> {

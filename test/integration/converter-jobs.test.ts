@@ -117,7 +117,11 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
     const run = ctl.runs.find((r) => r.job === name)!;
     expect(run).toMatchObject({ exitCode: 0, args: ["convert", `${reg.host}/team/web:v1@${digest}`, `${reg.host}/team/web:v1-apparate`, "--config", "/etc/apparate/converter/config.yaml"] });
     // The engine ran in the Job, not in the converter: the converter never read the layer.
+    // Bytes, from the two images' manifests: the source layer read, the eStargz layer written.
+    const src = (await getManifest(reg.url, "team/web", digest)).json.layers[0].size as number;
+    expect(rec).toMatchObject({ bytesIn: src, bytesOut: m.json.layers[0].size });
     const metrics = await (await fetch(`${conv!.url}/metrics`)).text();
+    expect(metrics).toContain(`apparate_conversion_bytes_total{direction="in"} ${src}`);
     expect(metrics).toMatch(/apparate_conversions_total\{result="converted"\} 1/);
     expect(metrics).toMatch(/apparate_conversion_duration_seconds_count\{result="converted"\} 1/);
   }, 90_000);
@@ -209,6 +213,36 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
     for (const [i, t] of ["a", "b", "c"].entries()) expect((await getManifest(reg.url, "team/capped", `${t}-apparate`)).json.annotations[SOURCE_DIGEST_ANNOTATION]).toBe(digests[i]);
     expect(ctl.maxConcurrent).toBeLessThanOrEqual(2);
   }, 180_000);
+
+  it("a dropped watch (history compacted too) is followed by a fresh read and a new watch; a Job Complete while the registry lacks the tag is not counted converted", async () => {
+    await start();
+    const d = await pushTestImage(reg.url, "team/liar", "v1", [{ layers: [{ blob: layer("liar") }] }]);
+    ctl.holdPods = true; // its pod stays Pending: nothing converts it
+    try {
+      const name = conversionJobName({ registry: reg.host, repository: "team/liar", tag: "v1", digest: d, targetTag: "v1-apparate" });
+      await waitFor(async () => api.get("jobs", name, NS, "batch") !== undefined, 20_000, "the Job");
+      await new Promise((r) => setTimeout(r, 300));
+      // The API server restarts its watches and compacts its history.
+      api.dropWatches();
+      api.compact();
+      const job = api.get("jobs", name, NS, "batch")!;
+      api.put("jobs", { ...job, status: { ...job.status, succeeded: 1, conditions: [{ type: "Complete", status: "True", reason: "CompletionsReached" }] } }, "batch");
+      const rec = await finished(`${reg.host}/team/liar:v1`, 30_000);
+      expect(rec.state).toBe("failed");
+      expect(rec.error).toMatch(/completed but .*team\/liar:v1-apparate does not record/);
+      expect((await getManifest(reg.url, "team/liar", "v1-apparate")).status).toBe(404);
+      expect(api.goneCount).toBe(0); // never re-watched from a resourceVersion it had not just read
+    } finally { ctl.holdPods = false; }
+  }, 60_000);
+
+  it("job mode refuses to start without the Kubernetes API or without the Job's image, naming what is missing", async () => {
+    const raw = rawConfig({});
+    await expect(startConverter({ config: compileConfig(raw), logger: createLogger({ level: "silent" }), port: 0, host: "127.0.0.1", scanOnStart: false }))
+      .rejects.toThrow(/converter.mode job needs the Kubernetes API/);
+    const noImage = rawConfig({ image: "" });
+    await expect(startConverter({ config: compileConfig(noImage), logger: createLogger({ level: "silent" }), port: 0, host: "127.0.0.1", scanOnStart: false, kube: { kc: api.kubeConfig(), namespace: NS, podName: "converter-0" } }))
+      .rejects.toThrow(/converter.job.image is empty/);
+  });
 
   it("negative control: inprocess mode creates no Job and converts in the converter", async () => {
     await start({}, { mode: "inprocess" });

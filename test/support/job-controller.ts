@@ -69,6 +69,8 @@ export class TestJobController {
   readonly runs: PodRun[] = [];
   /** Most pods running at once, across Jobs. */
   maxConcurrent = 0;
+  /** New pods stay Pending (no node has room) while set. */
+  holdPods = false;
   private readonly running = new Map<string, Running>();
   private readonly unsubscribe: () => void;
   private readonly entrypoint: string[];
@@ -157,6 +159,7 @@ export class TestJobController {
   private startPod(key: string, job: Obj): void {
     const r = this.running.get(key);
     if (!r || r.gone) return;
+    if (this.holdPods) { r.retry = setTimeout(() => this.startPod(key, this.current(key) ?? job), 100); return; }
     const pod = job.spec.template.spec;
     const c = pod.containers[0];
     const podRoot = mkdtempSync(join(r.root, "pod-"));
