@@ -33,8 +33,8 @@ function specRegistry() {
     const url = new URL(req.url!, "http://x");
     asked.push(`${req.method} ${url.pathname}`);
     const body = await read(req);
-    let m: RegExpExecArray | null;
-    if ((m = /^\/v2\/app\/manifests\/(.+)$/.exec(url.pathname))) {
+    let m = /^\/v2\/app\/manifests\/(.+)$/.exec(url.pathname);
+    if (m) {
       const ref = decodeURIComponent(m[1]!);
       if (req.method === "PUT") {
         const digest = sha(body);
@@ -49,7 +49,8 @@ function specRegistry() {
       res.writeHead(200, { "content-type": got.mediaType, "docker-content-digest": sha(got.body) });
       return res.end(req.method === "HEAD" ? undefined : got.body);
     }
-    if ((m = /^\/v2\/app\/referrers\/(sha256:[0-9a-f]{64})$/.exec(url.pathname)) && req.method === "GET") {
+    m = /^\/v2\/app\/referrers\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+    if (m && req.method === "GET") {
       const filter = url.searchParams.get("artifactType");
       const list = [...manifests.entries()].flatMap(([digest, v]) => {
         const doc = JSON.parse(v.body.toString()) as { subject?: { digest: string }; artifactType?: string; config?: { mediaType: string }; annotations?: Record<string, string> };
@@ -61,7 +62,8 @@ function specRegistry() {
       res.writeHead(200, { "content-type": OCI_INDEX, ...(filter ? { "oci-filters-applied": "artifactType" } : {}) });
       return res.end(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: list }));
     }
-    if ((m = /^\/v2\/app\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname))) {
+    m = /^\/v2\/app\/blobs\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+    if (m) {
       // Only the empty blob is ever asked for here: it is present.
       res.writeHead(m[1] === EMPTY_DESCRIPTOR.digest ? 200 : 404, { "content-length": "2" });
       return res.end();
