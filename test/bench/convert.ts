@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestContainerd } from "../support/containerd.js";
 import { getManifest, pushTestImage } from "../support/oci-images.js";
+import { writeManyFilesLayer } from "../support/many-files.js";
 import { startRegistry } from "../support/registry.js";
 
 const MiB = 2 ** 20;
@@ -96,7 +97,67 @@ export async function convertBench(onlyBigLayer = false): Promise<ConvertBenchRe
   }
 }
 
+export interface ManyFilesRow {
+  files: number;
+  layerMiB: number;
+  apparate: { seconds: number; peakRssMiB: number; outputMiB: number };
+  ctrRemote: { convertSeconds: number; pullSeconds: number; peakRssMiB: number; outputMiB: number } | { skipped: string };
+}
+
+/**
+ * One layer of N small files (test/support/many-files.ts), per N: `apparate convert`
+ * registry to registry, and ctr-remote (pull, then `images convert --estargz --oci`) on
+ * the same image in the same run; wall time and peak RSS of each converting process.
+ * ctr-remote's pull unpacks every file; past `ctrRemoteUpTo` files it is left out.
+ */
+export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.POSITIVE_INFINITY): Promise<ManyFilesRow[]> {
+  if (process.getuid?.() !== 0) throw new Error("needs root (containerd)");
+  const dir = mkdtempSync(join(tmpdir(), "apparate-files-bench-"));
+  const reg = await startRegistry();
+  const configPath = join(dir, "containerd.toml");
+  writeFileSync(configPath, `version = 2\nroot = "${dir}/ctd/root"\nstate = "${dir}/ctd/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "${dir}/ctd/containerd.sock"\n`);
+  const ctd = new TestContainerd(join(dir, "ctd"), configPath);
+  await ctd.start();
+  const cli = existsSync("dist/cli.js") ? ["dist/cli.js"] : ["--import", "tsx", "src/cli.ts"];
+  const ctr = (...args: string[]) => measured("ctr-remote", ["--address", ctd.socket, "--namespace", "apparate-test", ...args]);
+  const rows: ManyFilesRow[] = [];
+  try {
+    for (const files of counts) {
+      const path = join(dir, `files-${files}.tar.gz`);
+      const layerBytes = await writeManyFilesLayer(path, files);
+      const name = `bench/files${files}`;
+      await pushTestImage(reg.url, name, "1", [{ layers: [{ blob: readFileSync(path) }] }]);
+      rmSync(path);
+      const src = `${reg.host}/${name}:1`;
+      const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
+      let theirs: ManyFilesRow["ctrRemote"] = { skipped: `ctr-remote runs only up to ${ctrRemoteUpTo} files in this run` };
+      if (files <= ctrRemoteUpTo) {
+        const pull = await ctr("images", "pull", "--plain-http", src);
+        const conv = await ctr("images", "convert", "--estargz", "--oci", src, `${src}-ctr`);
+        await ctr("images", "push", "--plain-http", `${src}-ctr`);
+        theirs = { convertSeconds: conv.seconds, pullSeconds: pull.seconds, peakRssMiB: conv.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-ctr")) / MiB };
+        await ctr("images", "rm", src, `${src}-ctr`);
+        await ctr("content", "prune", "references").catch(() => undefined);
+      }
+      rows.push({ files, layerMiB: layerBytes / MiB, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-apparate")) / MiB }, ctrRemote: theirs });
+      console.log(JSON.stringify(rows.at(-1)));
+    }
+    return rows;
+  } finally {
+    await ctd.stop();
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv[2] === "files") {
+    const counts = process.argv.slice(3).map(Number).filter((n) => n > 0);
+    const rows = await manyFilesBench(counts.length ? counts : [100_000, 1_000_000]);
+    mkdirSync("bench", { recursive: true });
+    writeFileSync(`bench/convert-files-${counts.join("-") || "default"}.json`, JSON.stringify({ date: new Date().toISOString(), results: rows }, null, 2) + "\n");
+    process.exit(0);
+  }
   const onlyBig = process.argv.includes("big");
   const r = await convertBench(onlyBig);
   console.log(JSON.stringify(r, null, 2));
