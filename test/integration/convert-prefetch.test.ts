@@ -75,6 +75,11 @@ describe.skipIf(!oracleBuildable && process.env.CI !== "true")("--prefetch: list
     const before = toc.slice(0, toc.findIndex((e) => e.name === ".prefetch.landmark")).filter((e) => e.type !== "chunk").map((e) => e.name);
     expect(before).toEqual(["./usr/", "./usr/bin/", "./usr/bin/python3", "./usr/bin/python3.11", "./usr/lib/", "./usr/lib/python3/", "./usr/lib/python3/json/", "./usr/lib/python3/json/__init__.py"]);
     expect(r.prefetched).toBe(before.length);
+    // The parts are assembled after the fact: the diffID and size are still those of the blob's stream.
+    const plain = gunzipSync(blob);
+    expect(r.diffID).toBe(sha(plain));
+    expect(r.uncompressedSize).toBe(plain.length);
+    expect(r.digest).toBe(sha(blob));
     expect(toc.some((e) => e.name === ".no.prefetch.landmark")).toBe(false);
     // Every entry exactly once (the rest in layer order), and the library verifies all of it.
     const seen = await verifyWithOracle(path, r.tocDigest);
