@@ -5,12 +5,13 @@ import type { Config } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import { encodePatch, toPatch } from "../mutate/patch.js";
-import { analysePod, plan, type Candidate, type Facts, type Plan, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
+import { analysedContainers, plan, scopeOf, type Analysed, type Candidate, type Facts, type Plan, type PlanInput, type PodAnalysis } from "../mutate/plan.js";
 import type { PodLike } from "../mutate/pod.js";
 import { Keyring, type Credential } from "../registry/credentials.js";
 import type { TagLookup } from "../registry/resolver.js";
 import type { LookupResult } from "../registry/result.js";
 import type { ImageCacheView } from "../imagecache/policy.js";
+import { DeadlineSpentError, ReviewBudget } from "./budget.js";
 import type { PlanMemo } from "./plan-memo.js";
 import { allowResponse, BadReviewError, isPodRequest, oldPodOf, parseReview, podOf, type AdmissionResponseBody } from "./review.js";
 import type { LabelledNodeSource } from "../kube/labelled-nodes.js";
@@ -62,13 +63,16 @@ export function credentialSource(pod: PodLike, namespace: string, deps: Pick<Han
 /**
  * Registry answers for the pod's candidates. Cached answers are taken without I/O;
  * only when something must be asked does the review's deadline start to matter.
+ * With a budget, the loop runs in slices under the review's deadline and the lookups
+ * end `reserveMs` before it, leaving the time planning is expected to take.
  */
-export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps: HandlerDeps): Promise<Facts> {
+export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps: HandlerDeps, budget?: ReviewBudget, reserveMs = 0): Promise<Facts> {
   const lookups = new Map<string, LookupResult>();
   const missing: Array<{ c: PodAnalysis["candidates"][number]; creds: Credential[] }> = [];
   const credentials = credentialSource(input.pod, input.namespace, deps);
   const asked = new Set<string>();
   for (const c of analysis.candidates) {
+    if (budget) await budget.tick("reading the registry cache", reserveMs);
     if (lookups.has(c.key) || asked.has(c.key)) continue;
     const creds = credentials(c.accelerated.domain, c.accelerated.path);
     const hit = deps.lookup.peek?.(c.accelerated, creds);
@@ -85,15 +89,26 @@ export async function gatherFacts(input: PlanInput, analysis: PodAnalysis, deps:
     // One controller and one timer per review; the resolver fans the abort out to its
     // waiters from a single listener, so each lookup costs O(1) here.
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), deps.config.admission.deadlineMs);
+    // The lookups end early enough to leave planning its time, and a margin for taking
+    // in their answers (each resolves a promise when the deadline fans out).
+    const margin = (n: number) => reserveMs + LOOKUP_MARGIN_MS + n * LOOKUP_MARGIN_PER_ANSWER_MS;
+    const waitMs = budget ? Math.max(0, budget.remaining() - margin(missing.length)) : deps.config.admission.deadlineMs;
+    const timer = setTimeout(() => deadline.abort(), waitMs);
     try {
-      await Promise.all(missing.map(async ({ c, creds }) => {
-        const r = await deps.lookup.lookup(c.accelerated, creds, deadline.signal);
-        if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
-        lookups.set(c.key, r);
-      }));
+      // Started in slices too: 10,000 lookups take tens of ms just to queue.
+      const pending: Array<Promise<void>> = [];
+      for (const { c, creds } of missing) {
+        if (budget) await budget.tick("starting registry lookups", margin(missing.length));
+        pending.push(deps.lookup.lookup(c.accelerated, creds, deadline.signal).then((r) => {
+          if (r.kind === "unknown" && r.reason === "deadline exceeded") deps.metrics.deadlineExceeded.inc();
+          lookups.set(c.key, r);
+        }));
+      }
+      budget?.pauseWork();
+      await Promise.all(pending);
     } finally {
       clearTimeout(timer);
+      budget?.resume();
     }
   }
   const labelled = labelledNodesOf(deps);
@@ -104,6 +119,33 @@ function labelledNodesOf(deps: Pick<HandlerDeps, "config" | "labelledNodes">): n
   return deps.config.acceleration.placement.mode === "required" ? deps.labelledNodes?.ready() : undefined;
 }
 
+/**
+ * analysePod() in slices under the review's deadline. Planning and patching afterwards
+ * are one synchronous stretch, estimated as long as the analysis itself (measured: a
+ * third to a half of it), so the analysis must leave at least as much time again.
+ */
+async function analysePaced(input: PlanInput, config: Config, budget: ReviewBudget): Promise<PodAnalysis> {
+  const scope = scopeOf(input, config);
+  if (scope.skipped) return { skipped: scope.skipped, items: [], candidates: [] };
+  const items: Analysed[] = [];
+  const candidates: Candidate[] = [];
+  const w0 = budget.workedMs;
+  for (const a of analysedContainers(input, config)) {
+    items.push(a);
+    if ("candidate" in a && a.candidate) candidates.push(a.candidate);
+    await budget.tick("analysing the pod", budget.workedMs - w0);
+  }
+  return { items, candidates };
+}
+
+/** Time kept back for plan() and the patch, from what the analysis cost (ms). */
+function planReserve(analysisMs: number): number {
+  return Math.ceil(analysisMs * PLAN_COST_FACTOR) + 1;
+}
+const PLAN_COST_FACTOR = 1;
+const LOOKUP_MARGIN_MS = 5;
+const LOOKUP_MARGIN_PER_ANSWER_MS = 0.002;
+
 const DAY_MS = 86_400_000;
 
 /**
@@ -111,7 +153,7 @@ const DAY_MS = 86_400_000;
  * facts that all still hold, or planned now. Image-cache facts: the index's version, and
  * the clock (a cache's retention may end, the age apparate records may pass a day).
  */
-async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
+async function answerFor(input: PlanInput, deps: HandlerDeps, budget: ReviewBudget): Promise<Answer> {
   const { config, planMemo: memo } = deps;
   const view = config.imageCache.enabled ? deps.imageCaches : undefined;
   // A view that cannot say when it changed is never memoised against.
@@ -126,8 +168,11 @@ async function answerFor(input: PlanInput, deps: HandlerDeps): Promise<Answer> {
     const known = memo!.reuse(key, (deps.now ?? Date.now)(), viewVersion, peek);
     if (known) return known;
   }
-  const analysis = analysePod(input, config);
-  const facts = await gatherFacts(input, analysis, deps);
+  const w0 = budget.workedMs;
+  const analysis = await analysePaced(input, config, budget);
+  const reserve = planReserve(budget.workedMs - w0);
+  const facts = await gatherFacts(input, analysis, deps, budget, reserve);
+  budget.check("planning", reserve);
   const p = plan(input, facts, config, analysis);
   const ops = toPatch(input.pod, p);
   const answer: Answer = { plan: p, patch: encodePatch(ops), result: p.skipped ? "skipped" : ops.length > 0 ? "patched" : "unchanged" };
@@ -168,8 +213,13 @@ function decisionsForLog(p: Plan): { decisions: object[]; outcomes?: Record<stri
   return { decisions, outcomes, decisionsOmitted: p.containers.length - MAX_LOGGED_DECISIONS };
 }
 
-export async function handleReview(body: unknown, deps: HandlerDeps): Promise<HandlerResult> {
+/**
+ * `startedAt`: performance.now() when the request arrived (the server's onRequest hook);
+ * the review's one deadline, admission.deadlineMs, counts from there.
+ */
+export async function handleReview(body: unknown, deps: HandlerDeps, startedAt: number = performance.now()): Promise<HandlerResult> {
   const { metrics, logger } = deps;
+  const budget = new ReviewBudget(deps.config.admission.deadlineMs, startedAt);
   const stop = metrics.admissionDuration.startTimer();
   let uid = "";
   try {
@@ -191,8 +241,11 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
       ...(oldPod ? { oldPod } : {}),
       ...(deps.namespaces ? { namespaceLabels: deps.namespaces.labels(namespace) } : {}),
     };
-    const { plan: p, patch, result } = await answerFor(input, deps);
-    for (const d of p.containers) metrics.decisions.inc({ outcome: d.outcome });
+    budget.check("reading the review");
+    const { plan: p, patch, result } = await answerFor(input, deps, budget);
+    const outcomes = new Map<string, number>();
+    for (const d of p.containers) outcomes.set(d.outcome, (outcomes.get(d.outcome) ?? 0) + 1);
+    for (const [outcome, n] of outcomes) metrics.decisions.inc({ outcome }, n);
     if (p.imageCache) metrics.imageCacheMatches.inc({ result: p.imageCache.result });
     metrics.reviews.inc({ result });
     // At info, the reviews that left something undone (with the reasons the user sees
@@ -218,6 +271,14 @@ export async function handleReview(body: unknown, deps: HandlerDeps): Promise<Ha
       stop({ outcome: "bad_request" });
       logger.warn({ uid, code: err.code, reason: err.message }, "bad AdmissionReview");
       return { status: 400, body: { error: err.code, message: err.message } };
+    }
+    if (err instanceof DeadlineSpentError) {
+      // Out of time: fail open, within the deadline, and say so.
+      metrics.reviews.inc({ result: "unchanged" });
+      metrics.deadlineExceeded.inc();
+      stop({ outcome: "deadline" });
+      logger.info({ uid, code: err.code, input: err.input }, "admission deadline spent; allowing the pod unchanged");
+      return { status: 200, body: allowResponse(uid, undefined, [`apparate: ${err.message}`]) };
     }
     // Our own trouble: fail open, never block the pod.
     metrics.reviews.inc({ result: "error" });

@@ -31,9 +31,14 @@ const opsRoutes = (deps: HandlerDeps, readiness: Readiness): FastifyPluginAsync 
   });
 };
 
+// When a request's headers were read: the review's deadline counts from here, so reading
+// and parsing the body are inside it.
+const arrivals = new WeakMap<object, number>();
+
 const admissionRoutes = (deps: HandlerDeps): FastifyPluginAsync => async (app) => {
+  app.addHook("onRequest", async (req) => { arrivals.set(req.raw, performance.now()); });
   app.post("/mutate", async (req, reply) => {
-    const r = await handleReview(req.body, deps);
+    const r = await handleReview(req.body, deps, arrivals.get(req.raw));
     return reply.code(r.status).send(r.body);
   });
 };

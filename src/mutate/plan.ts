@@ -178,21 +178,24 @@ export type Analysed =
   | { walk: Walk; decision: ContainerDecision }
   | { walk: Walk; ref: ImageReference; candidate?: Candidate; ineligible?: ContainerDecision };
 
-function analyse(input: PlanInput, config: Config): Analysed[] {
+/**
+ * The containers of a pod analysed one at a time: the admission handler walks this in
+ * slices, checking its deadline and yielding to the event loop between them.
+ */
+export function* analysedContainers(input: PlanInput, config: Config): Generator<Analysed> {
   const recorded = recordedOriginals(input.pod);
   const suffix = config.acceleration.tagSuffix;
-  const out: Analysed[] = [];
   for (const walk of walkContainers(input)) {
     const img = walk.image ?? "";
     if (!walk.image) {
-      out.push({ walk, decision: decision(walk, img, img, "no-image", "container has no image", false) });
+      yield { walk, decision: decision(walk, img, img, "no-image", "container has no image", false) };
       continue;
     }
     // Object.hasOwn: container names come from the pod, and "constructor" or "__proto__"
     // would otherwise find Object.prototype's members and count as already handled.
     const key = containerKey(walk.kind, walk.name);
     if (Object.hasOwn(recorded, key) && typeof recorded[key] === "string") {
-      out.push({ walk, decision: decision(walk, recorded[key]!, img, "already-handled", "already handled by apparate", false) });
+      yield { walk, decision: decision(walk, recorded[key]!, img, "already-handled", "already handled by apparate", false) };
       continue;
     }
     let ref: ImageReference;
@@ -200,21 +203,21 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
       ref = parseReferenceCached(walk.image);
     } catch (err) {
       const msg = err instanceof ImageReferenceError ? err.message : String(err);
-      out.push({ walk, decision: decision(walk, img, img, "invalid-reference", msg, true) });
+      yield { walk, decision: decision(walk, img, img, "invalid-reference", msg, true) };
       continue;
     }
     if (ref.tag?.endsWith(suffix)) {
-      out.push({ walk, decision: decision(walk, img, img, "already-handled", `tag already ends with ${suffix}`, false) });
+      yield { walk, decision: decision(walk, img, img, "already-handled", `tag already ends with ${suffix}`, false) };
       continue;
     }
-    if (!config.acceleration.enabled) { out.push({ walk, ref }); continue; }
+    if (!config.acceleration.enabled) { yield { walk, ref }; continue; }
     const rule = matchRule(ref, config);
     if (!rule.matched) {
-      out.push({ walk, ref, ineligible: decision(walk, img, img, "not-eligible", rule.reason, false) });
+      yield { walk, ref, ineligible: decision(walk, img, img, "not-eligible", rule.reason, false) };
       continue;
     }
     if (ref.digest !== undefined && !config.acceleration.digestPinned) {
-      out.push({ walk, ref, ineligible: decision(walk, img, img, "digest-pinned", "digest-pinned images are never tag-swapped: the accelerated image has another digest (acceleration.digestPinned is off)", true, rule.rule) });
+      yield { walk, ref, ineligible: decision(walk, img, img, "digest-pinned", "digest-pinned images are never tag-swapped: the accelerated image has another digest (acceleration.digestPinned is off)", true, rule.rule) };
       continue;
     }
     // Pinned: the candidate keeps the digest X; the registry's conversion link gives Y.
@@ -222,20 +225,23 @@ function analyse(input: PlanInput, config: Config): Analysed[] {
     const newTag = ref.digest !== undefined && ref.tag === undefined ? undefined : (ref.tag ?? DEFAULT_TAG) + suffix;
     if (newTag === undefined) {
       const accelerated = ref;
-      out.push({ walk, ref, candidate: { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image, ref, accelerated, key: formatReference(accelerated), rule: rule.rule } });
+      yield { walk, ref, candidate: { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image, ref, accelerated, key: formatReference(accelerated), rule: rule.rule } };
       continue;
     }
     if (newTag.length > MAX_TAG_LENGTH) {
-      out.push({ walk, ref, ineligible: decision(walk, img, img, "tag-too-long", `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, true, rule.rule) });
+      yield { walk, ref, ineligible: decision(walk, img, img, "tag-too-long", `tag ${newTag.slice(0, 40)}… would exceed ${MAX_TAG_LENGTH} characters`, true, rule.rule) };
       continue;
     }
     const accelerated = withTag(ref, newTag);
-    out.push({
+    yield {
       walk, ref,
       candidate: { kind: walk.kind, index: walk.index, name: walk.name, original: walk.image, ref, accelerated, key: formatReference(accelerated), rule: rule.rule },
-    });
+    };
   }
-  return out;
+}
+
+function analyse(input: PlanInput, config: Config): Analysed[] {
+  return [...analysedContainers(input, config)];
 }
 
 /**

@@ -64,6 +64,10 @@ const TOKEN_MAX_BYTES = 64 * 1024;
 // token68 / JWT characters: a "token" with anything else is not forwarded as a header.
 const TOKEN_SYNTAX = /^[A-Za-z0-9._~+/=-]{1,8192}$/;
 const DIGEST_SYNTAX = /^sha(256:[0-9a-f]{64}|384:[0-9a-f]{96}|512:[0-9a-f]{128})$/;
+// A timer that fires this much late (ms, or this share of its timeout) saw the event loop stalled.
+const STALL_MIN_MS = 50;
+const STALL_FRACTION = 0.25;
+const MAX_STALL_EXTENSIONS = 3;
 const DOCKER_TYPES: ReadonlyMap<string, string> = new Map([[DOCKER_MANIFEST, "Docker image manifest"], [DOCKER_LIST, "Docker manifest list"]]);
 
 function proxyConfigured(): boolean {
@@ -189,7 +193,7 @@ export class RegistryClient {
         if (basic && cred) { authz = basicAuth(cred); continue; }
         return { result: { kind: "unknown", reason: "unauthorized: registry requires credentials" }, registryFault: false };
       }
-      return { result: interpret(res), registryFault: res.status === 0 ? !res.refused : res.status === 429 || res.status >= 500 };
+      return { result: interpret(res), registryFault: res.status === 0 ? !(res.refused || res.stalled) : res.status === 429 || res.status >= 500 };
     }
     return { result: { kind: "unknown", reason: "unauthorized: credentials rejected" }, registryFault: false };
   }
@@ -243,7 +247,7 @@ export class RegistryClient {
       this.tokens.set(key, { token, expiresAt: Date.now() + (ttl - 5) * 1000 });
       return { token };
     } catch (err) {
-      return { error: { result: { kind: "unknown", reason: `token request failed: ${errorReason(err)}` }, registryFault: !(err instanceof AddressRefusedError) } };
+      return { error: { result: { kind: "unknown", reason: `token request failed: ${errorReason(err)}` }, registryFault: !(err instanceof AddressRefusedError || timer.stalled) } };
     } finally {
       timer.clear();
     }
@@ -292,11 +296,29 @@ export class RegistryClient {
     return send(authz);
   }
 
-  /** One request's timer, started when the request is sent. */
-  private timer(): { signal: AbortSignal; clear(): void } {
+  /**
+   * One request's timer, started when the request is sent. It counts only time the
+   * event loop was free to read the answer: when it fires late (the process was busy,
+   * e.g. planning a huge pod), the answer may be sitting unread in the socket, so the
+   * time lost is given back, a few times at most. A request that then times out all
+   * the same was judged under a stall: `stalled`, and never the registry's fault.
+   */
+  private timer(): { signal: AbortSignal; clear(): void; readonly stalled: boolean } {
     const ac = new AbortController();
-    const t = setTimeout(() => ac.abort(new DOMException("registry request timed out", "TimeoutError")), this.opts.requestTimeoutMs);
-    return { signal: ac.signal, clear: () => clearTimeout(t) };
+    const ms = this.opts.requestTimeoutMs;
+    let due = performance.now() + ms;
+    let stalls = 0;
+    const state = { signal: ac.signal, clear: () => clearTimeout(t), stalled: false };
+    const fire = () => {
+      const late = performance.now() - due;
+      if (late > Math.max(STALL_MIN_MS, ms * STALL_FRACTION)) {
+        state.stalled = true;
+        if (stalls++ < MAX_STALL_EXTENSIONS) { due = performance.now() + Math.min(late, ms); t = setTimeout(fire, Math.min(late, ms)); return; }
+      }
+      ac.abort(new DOMException("registry request timed out", "TimeoutError"));
+    };
+    let t = setTimeout(fire, ms);
+    return state;
   }
 
   private async send(method: "HEAD" | "GET", url: string, authz: string | undefined, domain: string): Promise<RawAnswer> {
@@ -319,7 +341,7 @@ export class RegistryClient {
         retryAfter: first(h["retry-after"]),
       };
     } catch (err) {
-      return { status: 0, error: errorReason(err), refused: err instanceof AddressRefusedError };
+      return { status: 0, error: errorReason(err), refused: err instanceof AddressRefusedError, stalled: timer.stalled };
     } finally {
       timer.clear();
     }
@@ -335,6 +357,8 @@ interface RawAnswer {
   error?: string;
   /** Refused by apparate's own dial policy: not the registry's fault. */
   refused?: boolean;
+  /** Timed out while apparate's own event loop was stalled: not the registry's fault either. */
+  stalled?: boolean;
 }
 
 function interpret(res: RawAnswer): LookupResult {
