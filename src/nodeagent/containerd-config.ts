@@ -111,9 +111,20 @@ function set(root: Table, path: string[], value: unknown): void {
   table(root, path.slice(0, -1))[path[path.length - 1]!] = value;
 }
 
+/**
+ * A document as TOML text. Integers are parsed as BigInt and every JS number is written
+ * as a float, so a float stays a float: containerd 1.7 refuses `sampling_ratio = 1` where
+ * its own default file says `1.0` (a plain round trip through JS numbers loses the `.0`).
+ */
+export function renderConfig(doc: Table): string {
+  // `version` set by code (migrateV1) is a JS number but a TOML integer.
+  const d = typeof doc.version === "number" ? { ...doc, version: BigInt(doc.version) } : doc;
+  return stringify(d, { numbersAsFloat: true });
+}
+
 export function parseConfig(text: string, name = "containerd config"): Table {
   try {
-    return text.trim() === "" ? {} : (parse(text) as Table);
+    return text.trim() === "" ? {} : (parse(text, { integersAsBigInt: true }) as Table);
   } catch (err) {
     throw new ContainerdConfigError("config-toml", `${name} is not valid TOML: ${(err as Error).message}`, undefined, { cause: err });
   }
@@ -123,7 +134,7 @@ export function parseConfig(text: string, name = "containerd config"): Table {
 export function versionOf(doc: Table): number {
   if (doc.version === undefined) return 1;
   const v = Number(doc.version);
-  if (![1, 2, 3].includes(v)) throw new ContainerdConfigError("config-version", `containerd config version ${JSON.stringify(doc.version)} is not one containerd reads (1, 2 or 3)`, doc.version);
+  if (![1, 2, 3].includes(v)) throw new ContainerdConfigError("config-version", `containerd config version ${typeof doc.version === "string" ? JSON.stringify(doc.version) : String(doc.version)} is not one containerd reads (1, 2 or 3)`, String(doc.version));
   return v;
 }
 
@@ -194,19 +205,27 @@ export function migrateV1(doc: Table): string[] {
 
 /**
  * Where apparate writes its keys in a file of schema `fileVersion` that containerd
- * `major` reads. containerd 2.x reads a version-2 file by migrating it in memory, and
- * that migration (2.1.9, checked with its `config dump` and the daemon's ImageFsInfo)
- * carries over the CRI `registry` table but not `containerd.snapshotter` nor
- * `disable_snapshot_annotations`: those are read from `io.containerd.cri.v1.images`
- * only, which a version-2 file may name directly. So on 2.x a version-2 file stays
- * version 2, gets the images keys under their 2.x plugin, and config_path goes where
- * the file keeps its registry (the migration replaces the images registry with it).
+ * `major` reads. containerd 2.x reads a version-2 file by migrating it in memory; 2.1.9
+ * (checked with its `config dump` and the daemon's ImageFsInfo) carries the CRI
+ * `registry` table over, and takes `containerd.snapshotter` and
+ * `disable_snapshot_annotations` from the 1.x section only when that section also
+ * defines `runtimes` (then they override `io.containerd.cri.v1.images`); otherwise it
+ * ignores them and reads `io.containerd.cri.v1.images`, which a version-2 file may name
+ * directly. So on 2.x a version-2 file stays version 2 and gets the image keys in both
+ * places (the 1.x section only if the file has it), and config_path goes where the file
+ * keeps its registry table (the migration replaces the images registry with it).
  */
-export function editPaths(doc: Table, fileVersion: number, major: number) {
+export function editPaths(doc: Table, fileVersion: number, major: number): { plugin: string; images: string[]; registry: string[]; alsoImages?: string[] } {
   if (major < 2 || fileVersion >= 3) return criPaths(fileVersion);
   const grpcRegistry = ["plugins", "io.containerd.grpc.v1.cri", "registry"];
+  const grpcContainerd = ["plugins", "io.containerd.grpc.v1.cri", "containerd"];
   const images = ["plugins", "io.containerd.cri.v1.images"];
-  return { plugin: "io.containerd.cri.v1.images", images, registry: get(doc, grpcRegistry) !== undefined ? grpcRegistry : [...images, "registry"] };
+  const legacy = get(doc, grpcContainerd);
+  return {
+    plugin: "io.containerd.cri.v1.images", images,
+    registry: get(doc, grpcRegistry) !== undefined ? grpcRegistry : [...images, "registry"],
+    ...(legacy && typeof legacy === "object" ? { alsoImages: grpcContainerd } : {}),
+  };
 }
 
 /** The config_path directories containerd `major` reads from this file. */
@@ -309,7 +328,7 @@ export function configPathDirs(doc: Table, version: number): string[] {
  */
 export function applyApparate(text: string, o: EditOptions, effective?: Table): EditResult {
   const doc = parseConfig(text);
-  const before = text.trim() === "" ? "" : stringify(doc);
+  const before = text.trim() === "" ? "" : renderConfig(doc);
   const want = schemaVersionFor(o.containerdMajor);
   let have = text.trim() === "" ? want : versionOf(doc);
   const record: EditRecord = { previous: [], moved: [] };
@@ -322,12 +341,13 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
     record.migratedFromV1 = true;
     if (ignored.length > 0) record.ignoredV1 = ignored;
   }
-  // containerd 2.x reads version 2 (migrated in memory) and 3; 1.x reads 1 and 2.
+  // containerd 2.x reads version 2 (migrated in memory) and 3; 1.x reads 1 and 2. (2.x reads
+  // version 1 too, but apparate's migration of it is not proven against 2.x: refused.)
   const readable = o.containerdMajor >= 2 ? [2, 3] : [2];
   if (!readable.includes(have)) {
     throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${readable.join(" or ")}, the file has version ${have}`, have);
   }
-  doc.version = have;
+  doc.version = BigInt(have);
   const p = editPaths(doc, have, o.containerdMajor);
 
   // Decide on the effective config (after imports): what containerd will really run.
@@ -367,9 +387,11 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
     set(doc, path, value);
   };
   setTracked(["proxy_plugins", name], { type: "snapshot", address: o.snapshotterSocket });
-  setTracked([...p.images, "snapshotter"], name);
-  // Lazy snapshotters need the image annotations; discard_unpacked_layers stays the user's.
-  setTracked([...p.images, "disable_snapshot_annotations"], false);
+  for (const images of [p.images, ...(p.alsoImages ? [p.alsoImages] : [])]) {
+    setTracked([...images, "snapshotter"], name);
+    // Lazy snapshotters need the image annotations; discard_unpacked_layers stays the user's.
+    setTracked([...images, "disable_snapshot_annotations"], false);
+  }
 
   const registry = get(doc, p.registry) as Table | undefined;
   const hosts = legacyToHosts(registry?.mirrors, registry?.configs);
@@ -388,7 +410,7 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
   // An existing config_path (maybe several directories) stays; apparate uses the first.
   const dirs = registryConfigDirs(doc, o.containerdMajor);
   if (dirs.length === 0) setTracked([...p.registry, "config_path"], o.certsDir);
-  const text2 = stringify(doc);
+  const text2 = renderConfig(doc);
   return { text: text2, changed: text2 !== before, record, hosts, hostsDir: dirs[0] ?? o.certsDir };
 }
 
@@ -420,7 +442,7 @@ export function removeApparate(text: string, o: { snapshotterSocket: string; sna
       if (get(doc, [...p.images, "snapshotter"]) === name) del(doc, [...p.images, "snapshotter"]);
     }
   }
-  return stringify(doc);
+  return renderConfig(doc);
 }
 
 function isApparateValue(path: string[], v: unknown, name: string, socket: string): boolean {
@@ -468,6 +490,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
 }
 function canonical(v: unknown): string {
   if (v === undefined) return "undefined";
+  if (typeof v === "bigint") return `${v}`;
+  if (typeof v === "number" && Number.isInteger(v)) return `${v}`; // 1n and 1 (an integer written by apparate) are the same TOML integer
   if (v === null || typeof v !== "object" || v instanceof Date) return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
   return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Table)[k])}`).join(",")}}`;

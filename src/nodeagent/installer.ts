@@ -101,7 +101,8 @@ export class Installer {
 
   private saveState(s: State): void {
     mkdirSync(dirname(this.stateFile), { recursive: true, mode: 0o700 });
-    writeAtomic(this.stateFile, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600, uid: 0, gid: 0 });
+    // TOML integers are BigInt in parsed configs (see renderConfig); JSON has one number type.
+    writeAtomic(this.stateFile, `${JSON.stringify(s, (_k, v) => (typeof v === "bigint" ? Number(v) : v), 2)}\n`, { mode: 0o600, uid: 0, gid: 0 });
   }
 
   private step(s: State, step: string): void {

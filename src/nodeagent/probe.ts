@@ -5,9 +5,8 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
-import { stringify } from "smol-toml";
 import { ApparateError } from "../errors.js";
-import { get, type Table, versionOf } from "./containerd-config.js";
+import { get, renderConfig, type Table, versionOf } from "./containerd-config.js";
 import { waitForCri } from "./cri.js";
 
 export class ProbeError extends ApparateError {}
@@ -77,7 +76,7 @@ export async function probeCri(effective: Table, o: ProbeOptions): Promise<void>
   rmSync(o.dir, { recursive: true, force: true });
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   const doc = probeDocument(effective, o.dirOnHost);
-  writeFileSync(join(o.dir, "config.toml"), stringify(doc), { mode: 0o600 });
+  writeFileSync(join(o.dir, "config.toml"), renderConfig(doc), { mode: 0o600 });
   const args = [...o.exec, o.binary, "--config", join(o.dirOnHost, "config.toml")];
   const child = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: pathFor(o.binary) } });
   let log = "";

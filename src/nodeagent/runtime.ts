@@ -6,10 +6,9 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ApparateError } from "../errors.js";
-import { parseConfig, type Table } from "./containerd-config.js";
+import { parseConfig, renderConfig, type Table } from "./containerd-config.js";
 import { type CriStatus, criStatus } from "./cri.js";
 import { pathFor, probeCri } from "./probe.js";
-import { stringify } from "smol-toml";
 
 const run = promisify(execFile);
 
@@ -80,7 +79,7 @@ export class HostContainerd implements ContainerRuntime {
   async configDump(doc: Table): Promise<Table> {
     const dir = join(this.opts.probeDir ?? "/var/lib/apparate-node/probe", "..", "dump");
     mkdirSync(this.local(dir), { recursive: true, mode: 0o700 });
-    writeFileSync(this.local(join(dir, "config.toml")), stringify(doc), { mode: 0o600 });
+    writeFileSync(this.local(join(dir, "config.toml")), renderConfig(doc), { mode: 0o600 });
     const args = [...this.probeExec, this.binary, "--config", join(dir, "config.toml"), "config", "dump"];
     try {
       const { stdout } = await run(args[0]!, args.slice(1), { maxBuffer: 16 << 20, timeout: 30_000, env: { ...process.env, PATH: pathFor(this.binary) } });

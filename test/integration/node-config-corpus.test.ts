@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "smol-toml";
-import { applyApparate, configPathDirs, criSnapshotter, migrateV1, versionOf } from "../../src/nodeagent/containerd-config.js";
+import { applyApparate, parseConfig, registryConfigDirs, versionOf } from "../../src/nodeagent/containerd-config.js";
 import { sha256 } from "../../src/nodeagent/files.js";
 import { Installer } from "../../src/nodeagent/installer.js";
 import { createLogger } from "../../src/observability/logger.js";
-import { run, SandboxedContainerd } from "../support/containerd.js";
+import { containerds, run, SandboxedContainerd } from "../support/containerd.js";
 
 const FIXTURES = "test/fixtures/containerd-configs";
 interface Source { file: string; repository: string; path: string; commit: string; schemaVersion: number; project: string }
@@ -24,24 +24,8 @@ const configs = sources.filter((s) => s.file.endsWith(".toml"));
 const canRun = process.getuid?.() === 0 && existsSync("/usr/bin/containerd");
 const logger = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
 
-// Nodes apparate must not take over by default, and why (the rest must install).
-const REFUSED: Record<string, string> = {
-  "aks-agentbaker-artifact-streaming-rendered-v2.toml": "SnapshotterInUse", // overlaybd
-  "docker-containerd-io-default.toml": "CriDisabled",
-  "firecracker-containerd-v2.toml": "CriDisabled",
-  "nydus-snapshotter-example-v1.toml": "SnapshotterInUse",
-  "nydus-snapshotter-example-v2.toml": "SnapshotterInUse",
-  "stargz-snapshotter-kind-v2.toml": "SnapshotterInUse", // the user's own proxy_plugins.stargz
-};
-
 let spec: string | undefined;
 const ociSpec = async () => (spec ??= (await run("ctr", ["oci", "spec"])).stdout);
-
-// Configs whose CRI does not load on containerd 1.6 even untouched: the probe must catch
-// it before the live file changes (nydus's example predates CRI's runtimes defaults).
-const PROBE_FAILS: Record<string, RegExp> = {
-  "nydus-snapshotter-example-v1.toml": /no corresponding runtime configured in `containerd.runtimes`/,
-};
 
 /** Every file under dir with its sha256 (what "changes nothing, deletes nothing" compares). */
 function tree(dir: string, skip: (p: string) => boolean): Record<string, string> {
@@ -60,8 +44,8 @@ function tree(dir: string, skip: (p: string) => boolean): Record<string, string>
 }
 
 describe("the corpus", () => {
-  it("has at least 15 real configs, each with repository, path and commit recorded", () => {
-    expect(configs.length).toBeGreaterThanOrEqual(15);
+  it("has at least 40 real configs, each with repository, path and commit recorded", () => {
+    expect(configs.length).toBeGreaterThanOrEqual(40);
     for (const s of sources) {
       expect(existsSync(join(FIXTURES, s.file)), s.file).toBe(true);
       expect(s.repository, s.file).toMatch(/^[\w.-]+\/[\w.-]+$/);
@@ -71,15 +55,47 @@ describe("the corpus", () => {
   });
 });
 
-describe.skipIf(!canRun)("node agent on every version-1/2 config of the corpus, with a real containerd 1.6", () => {
+// Where CRI Status reports what apparate sets (1.x: the whole CRI config; 2.x: only the
+// runtime part, which apparate never touches). The legacy registry tables move to hosts.toml.
+const APPARATE_STATUS_KEYS = [/^containerd\.snapshotter$/, /^containerd\.disableSnapshotAnnotations$/, /^registry\.configPath$/, /^registry\.mirrors(\.|$)/, /^registry\.configs\.[^.]+\.tls(\.|$)/, /^registry\.configs(\.[^.]+)?$/];
+// The same in a 2.x dump's images plugin.
+const APPARATE_DUMP_KEYS = [/^snapshotter$/, /^disable_snapshot_annotations$/, /^registry(\.|$)/];
+
+/** Leaf paths where two JSON values differ. */
+function diffPaths(a: unknown, b: unknown, at = ""): string[] {
+  const obj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (obj(a) && obj(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].flatMap((k) => diffPaths(a[k], b[k], at === "" ? k : `${at}.${k}`));
+  }
+  const text = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? Number(x) : x));
+  return text(a) === text(b) ? [] : [at];
+}
+const notApparate = (paths: string[], allowed: RegExp[]) => paths.filter((p) => !allowed.some((r) => r.test(p)));
+
+/** The images plugin as this binary reads the node's live file (2.x). */
+async function dumpedImages(ctd: SandboxedContainerd, liveText: string): Promise<any> {
+  const doc = parseConfig(liveText) as any; // integers stay integers in what the binary reads
+  if (Array.isArray(doc.imports)) doc.imports = doc.imports.map((i: string) => (i.startsWith("/") ? i : join("/etc/containerd", i)));
+  const d = (await ctd.configDump(doc)) as any;
+  return d.plugins?.["io.containerd.cri.v1.images"];
+}
+
+/** file -> containerd version -> outcome, for the README table. */
+const results: Record<string, Record<string, string>> = {};
+const releases = containerds();
+const TABLE_BEGIN = "<!-- corpus-table:begin (generated by test/integration/node-config-corpus.test.ts; UPDATE_CORPUS_TABLE=1 rewrites it) -->";
+const TABLE_END = "<!-- corpus-table:end -->";
+
+describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("node agent on every config of the corpus, with a real containerd %s", (_v, release) => {
   let base: string;
   beforeAll(() => { base = mkdtempSync(join(tmpdir(), "apparate-corpus-")); });
   afterAll(() => { if (base) rmSync(base, { recursive: true, force: true }); });
+  const major = Number(release.version.split(".")[0]);
 
-  const v12 = configs.filter((s) => s.schemaVersion !== 3);
-  it.each(v12.map((s, i) => [s.file, i] as const))("%s: install -> CRI loads with the snapshotter -> install again changes nothing -> uninstall restores bytes, mode, owner, symlink", async (file, i) => {
+  it.each(configs.map((s, i) => [s.file, i] as const))("%s: install -> CRI loads with the snapshotter, its config differs only in apparate's keys -> install again changes nothing -> uninstall restores bytes, mode, owner, symlink and the daemon's CRI config", async (file, i) => {
     const original = readFileSync(join(FIXTURES, file));
     const root = join(base, String(i));
+    const record = (o: string) => { results[file] = { ...results[file], [release.version]: o }; };
     // Every other node has its config behind a symlink (absolute or relative), all have mode 0640 and a non-root owner.
     const link = i % 3 === 1 ? "/opt/node/containerd.toml" : i % 3 === 2 ? "real/config.toml" : undefined;
     const real = link ? (link.startsWith("/") ? link : `/etc/containerd/${link}`) : "/etc/containerd/config.toml";
@@ -99,7 +115,7 @@ describe.skipIf(!canRun)("node agent on every version-1/2 config of the corpus, 
       const p = join(root, imp.startsWith("/") ? imp : join("/etc/containerd", imp));
       if (!existsSync(p)) { mkdirSync(dirname(p), { recursive: true }); writeFileSync(p, ""); }
     }
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"), release);
     const mk = (replaceSnapshotter: boolean) => new Installer({
       hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
       snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
@@ -107,33 +123,56 @@ describe.skipIf(!canRun)("node agent on every version-1/2 config of the corpus, 
     }, ctd, logger);
     installer = mk(false);
     await ctd.start();
+    const untouched = async (why: string) => {
+      record(why);
+      expect(readFileSync(join(root, real)), why).toEqual(original);
+    };
     try {
-      let r = await installer.apply();
-      if (REFUSED[file]) {
-        expect(r).toMatchObject({ status: "refused", reason: REFUSED[file] });
-        // Refused: the node's file is untouched.
-        expect(readFileSync(join(root, real))).toEqual(original);
-        if (REFUSED[file] === "CriDisabled") return;
+      const st0 = await ctd.criStatus();
+      const images0 = major >= 2 ? await dumpedImages(ctd, original.toString("utf8")) : undefined;
+      let r: Awaited<ReturnType<Installer["apply"]>>;
+      try { r = await installer.apply(); } catch (e) {
+        // Not installed, with a reason: the file is the node's own and containerd was not restarted.
+        await untouched(`error: ${(e as { code?: string }).code ?? "?"}`);
+        expect(ctd.restarts).toBe(0);
+        return;
+      }
+      let outcome = "installed";
+      if (r.status === "refused") {
+        const first = r.reason;
+        await untouched(`refused: ${first}`);
+        if (first !== "SnapshotterInUse") return;
+        // Told to replace the node's snapshotter, it installs (or is stopped by the probe, file untouched).
         installer = mk(true);
-        if (PROBE_FAILS[file]) {
-          await expect(installer.apply()).rejects.toThrow(PROBE_FAILS[file]);
-          expect(readFileSync(join(root, real))).toEqual(original);
+        try { r = await installer.apply(); } catch (e) {
+          await untouched(`refused: ${first}; with replaceSnapshotter: error ${(e as { code?: string }).code ?? "?"}`);
           expect(ctd.restarts).toBe(0);
           return;
         }
-        r = await installer.apply();
+        if (r.status === "refused") { await untouched(`refused: ${first}; with replaceSnapshotter: ${r.reason}`); return; }
+        outcome = `refused: ${first}; installs with replaceSnapshotter`;
       }
+      expect(st0, ctd.log.slice(-2000)).toMatchObject({ loaded: true });
       expect(r, ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true, changed: true });
-      const st = await ctd.criStatus();
-      expect(st).toMatchObject({ loaded: true, snapshotter: "stargz" });
+      const st1 = await ctd.criStatus();
+      expect(st1).toMatchObject({ loaded: true, snapshotter: "stargz" });
+      // What the daemon runs differs from the node's own config in apparate's keys only.
+      if (st0.loaded && st1.loaded) expect(notApparate(diffPaths(st0.config, st1.config), APPARATE_STATUS_KEYS)).toEqual([]);
       const written = readFileSync(join(root, real), "utf8");
-      expect(parse(written).version).toBe(2);
+      if (major >= 2) {
+        const images1 = await dumpedImages(ctd, written);
+        expect(images1).toMatchObject({ snapshotter: "stargz", disable_snapshot_annotations: false });
+        expect(notApparate(diffPaths(images0, images1), APPARATE_DUMP_KEYS)).toEqual([]);
+      }
+      // The file keeps its schema (a version-1 file becomes 2 on 1.x).
+      const ov = versionOf(parse(original.toString("utf8")) as never);
+      expect(parse(written).version).toBe(ov === 1 ? 2 : ov);
       // Mode, owner and symlink kept.
       expect(statSync(join(root, real)).mode & 0o7777).toBe(0o640);
       expect(statSync(join(root, real)).uid).toBe(1000);
       if (link) expect(readlinkSync(join(root, "etc/containerd/config.toml"))).toBe(link);
       // The configured mirror is in hosts.toml in the config's own (first) config_path directory.
-      const hostsDir = configPathDirs(parse(written) as never, 2)[0]!;
+      const hostsDir = registryConfigDirs(parse(written) as never, major)[0]!;
       expect(readFileSync(join(root, hostsDir, "quay.io", "hosts.toml"), "utf8")).toContain("https://quay.mirror.example");
 
       // Again: nothing changes, nothing is deleted, no restart.
@@ -154,17 +193,37 @@ describe.skipIf(!canRun)("node agent on every version-1/2 config of the corpus, 
       if (link) expect(readlinkSync(join(root, "etc/containerd/config.toml"))).toBe(link);
       expect(existsSync(join(root, `${real}.apparate-backup`))).toBe(false);
       expect(existsSync(join(root, hostsDir, "quay.io"))).toBe(false);
-      // containerd runs the node's own snapshotter again.
-      const od = parse(original.toString("utf8")) as never;
-      if (versionOf(od) === 1) migrateV1(od);
-      expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: criSnapshotter(od, 2) });
+      // containerd runs exactly the node's own CRI config again.
+      const st2 = await ctd.criStatus();
+      expect(st2).toMatchObject({ loaded: true, snapshotter: st0.loaded ? st0.snapshotter : "?" });
+      if (st0.loaded && st2.loaded) expect(st2.config).toEqual(st0.config);
       // Uninstall again: idempotent.
       expect(await installer.uninstall()).toMatchObject({ restored: true });
       expect(readFileSync(join(root, real))).toEqual(original);
+      record(outcome);
     } finally {
       await ctd.stop();
     }
-  }, 60_000);
+  }, 90_000);
+});
+
+describe.skipIf(!canRun)("the README's table of corpus results", () => {
+  it("is what this run found, per containerd version (UPDATE_CORPUS_TABLE=1 rewrites it)", () => {
+    if (process.env.DEBUG_CORPUS) console.log(JSON.stringify(results, null, 1));
+    if (releases.length < 3 || Object.keys(results).length < configs.length) return; // a partial run (APPARATE_CONTAINERD, -t) proves nothing here
+    mkdirSync(".tmp", { recursive: true });
+    writeFileSync(".tmp/corpus-results.json", `${JSON.stringify(results, null, 2)}\n`);
+    const versions = releases.map((r) => r.version);
+    const rows = configs.map((s) => `| ${s.file} | ${s.project} | ${versions.map((v) => results[s.file]?.[v] ?? "not run").join(" | ")} |`);
+    const count = (v: string) => configs.filter((s) => results[s.file]?.[v] === "installed").length;
+    const table = [TABLE_BEGIN, "", `| config | project | ${versions.map((v) => `containerd ${v}`).join(" | ")} |`, `|---|---|${versions.map(() => "---").join("|")}|`, ...rows,
+      `| **installed** | | ${versions.map((v) => `**${count(v)} of ${configs.length}**`).join(" | ")} |`, "", TABLE_END].join("\n");
+    const readme = readFileSync("README.md", "utf8");
+    const a = readme.indexOf(TABLE_BEGIN);
+    const b = readme.indexOf(TABLE_END);
+    if (process.env.UPDATE_CORPUS_TABLE === "1" && a >= 0 && b > a) writeFileSync("README.md", readme.slice(0, a) + table + readme.slice(b + TABLE_END.length));
+    else expect(a >= 0 && b > a ? readme.slice(a, b + TABLE_END.length) : "(no table in README.md)").toBe(table);
+  });
 });
 
 describe("node agent on every version-3 config of the corpus (checked against containerd 2.x plugin names and option types; no 2.x binary is packaged here)", () => {

@@ -6,13 +6,13 @@ import { spawn, execFile, execFileSync, type ChildProcess } from "node:child_pro
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { Table } from "../../src/nodeagent/containerd-config.js";
+import { renderConfig, type Table } from "../../src/nodeagent/containerd-config.js";
 import type { ContainerRuntime } from "../../src/nodeagent/runtime.js";
 import { HostContainerd } from "../../src/nodeagent/runtime.js";
 import { pathFor } from "../../src/nodeagent/probe.js";
 import { type CriStatus, criStatus } from "../../src/nodeagent/cri.js";
 import { probeDocument } from "../../src/nodeagent/probe.js";
-import { parse, stringify } from "smol-toml";
+import { parse } from "smol-toml";
 
 export const run = promisify(execFile);
 
@@ -125,7 +125,7 @@ export class SandboxedContainerd implements ContainerRuntime {
   async start(): Promise<void> {
     const d = join(this.dir, "live");
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "config.toml"), stringify(probeDocument(this.live(), d)));
+    writeFileSync(join(d, "config.toml"), renderConfig(probeDocument(this.live(), d)));
     const args = [...this.exec, this.release.binary, "--config", join(d, "config.toml")];
     const child = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: pathFor(this.release.binary) } });
     child.stderr?.on("data", (b: Buffer) => { this.log = (this.log + b.toString()).slice(-20_000); });

@@ -64,7 +64,7 @@ describe("containerd config edits (TOML, not text)", () => {
     expect(() => applyApparate("[plugins\n", opts(1))).toThrow(ContainerdConfigError);
   });
 
-  it("a version-2 file on containerd 2.x stays version 2; the image keys go where 2.x reads them (io.containerd.cri.v1.images), config_path beside the file's own registry table", () => {
+  it("a version-2 file on containerd 2.x stays version 2; the image keys go where 2.x reads them (io.containerd.cri.v1.images, and the 1.x section the file has), config_path beside the file's own registry table", () => {
     const withRegistry = `version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd]
 snapshotter = "overlayfs"
@@ -77,14 +77,32 @@ endpoint = ["https://mirror.example"]
     expect(doc.plugins["io.containerd.cri.v1.images"]).toEqual({ snapshotter: "stargz", disable_snapshot_annotations: false });
     // 2.x's migration replaces the images registry with the file's CRI registry table: config_path goes there.
     expect(doc.plugins["io.containerd.grpc.v1.cri"].registry).toEqual({ config_path: "/etc/containerd/certs.d" });
-    // The 1.x key 2.x ignores is the node's, untouched.
-    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toEqual({ snapshotter: "overlayfs" });
+    // 2.1.9 reads the 1.x keys instead when that section also defines runtimes: set there too.
+    expect(doc.plugins["io.containerd.grpc.v1.cri"].containerd).toEqual({ snapshotter: "stargz", disable_snapshot_annotations: false });
     expect(r.hosts.map((h) => h.dir)).toEqual(["docker.io"]);
     // Without a registry table of its own, config_path goes under the images plugin.
     const bare = parse(applyApparate("version = 2\n", opts(2)).text) as any;
     expect(bare.plugins["io.containerd.cri.v1.images"].registry).toEqual({ config_path: "/etc/containerd/certs.d" });
     // Idempotent.
     expect(applyApparate(r.text, opts(2)).changed).toBe(false);
+  });
+
+  it("a float stays a float and an integer an integer (containerd 1.7 refuses `sampling_ratio = 1` from its own default `1.0`)", () => {
+    const text = `version = 2
+[plugins."io.containerd.internal.v1.tracing"]
+  sampling_ratio = 1.0
+[plugins."io.containerd.gc.v1.scheduler"]
+  pause_threshold = 0.02
+  deletion_threshold = 0
+  mutation_threshold = 100
+`;
+    const out = applyApparate(text, opts(1)).text;
+    expect(out).toMatch(/^sampling_ratio = 1\.0$/m);
+    expect(out).toMatch(/^pause_threshold = 0\.02$/m);
+    expect(out).toMatch(/^deletion_threshold = 0$/m);
+    expect(out).toMatch(/^mutation_threshold = 100$/m);
+    expect(out).toMatch(/^version = 2$/m);
+    expect(applyApparate(out, opts(1)).changed).toBe(false);
   });
 
   it("version 1 (no version key, plugins.cri) is migrated in-process to version 2, as containerd maps plugin IDs", () => {
