@@ -9,12 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "smol-toml";
+import { NodeAgent } from "../../src/nodeagent/agent.js";
 import { Installer } from "../../src/nodeagent/installer.js";
+import { NODE_CONDITION, NodeLabeler } from "../../src/nodeagent/label.js";
 import { ProcessSnapshotter } from "../../src/nodeagent/service.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { run, SandboxedContainerd, TestContainerd } from "../support/containerd.js";
 import { criConfig, criPull } from "../support/cri-client.js";
 import { pushTestImage } from "../support/oci-images.js";
+import { KubeApiStandIn } from "../support/kube-api-standin.js";
 import { freePort } from "../support/ports.js";
 import { registryAvailable, type RunningRegistry, startRegistry } from "../support/registry.js";
 import { gzipTar } from "../support/tarball.js";
@@ -315,6 +318,64 @@ describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and 
       await expect(installer.apply()).rejects.toThrow(/tried and rolled back before/);
       expect(readFileSync(live, "utf8")).toBe(regenerated);
     } finally {
+      await ctd.stop();
+    }
+  }, 120_000);
+});
+
+// A refused node says why where the operator looks: the Node condition and a Warning
+// event, never the label. nydus-snapshotter's real example config (corpus) has CRI on
+// the nydus snapshotter, which apparate does not take over by default.
+describe.skipIf(!canRun)("a refused install is reported on the Node (condition, event), and the node is not labelled", () => {
+  let root: string;
+  let api: KubeApiStandIn;
+  beforeAll(async () => {
+    execFileSync("bash", ["test/support/build-snapshotter.sh"], { stdio: "inherit" });
+    root = mkdtempSync(join(tmpdir(), "apparate-wrong-refused-"));
+    api = new KubeApiStandIn();
+    await api.start();
+    api.put("nodes", { metadata: { name: "node-1", labels: {} } });
+  }, 300_000);
+  afterAll(async () => {
+    await api?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it("SnapshotterInUse: condition ApparateLazyLoading=False with the reason, one ApparateSnapshotterInUse Warning event, no label, the file untouched", async () => {
+    const original = readFileSync(join(FIXTURES, "nydus-snapshotter-example-v2.toml"), "utf8");
+    mkdirSync(join(root, "etc/containerd"), { recursive: true });
+    const live = join(root, "etc/containerd/config.toml");
+    writeFileSync(live, original);
+    let installer: Installer | undefined;
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
+    installer = new Installer({
+      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: join(root, "sn", "stargz.sock"), snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
+    }, ctd, logger);
+    const service = new ProcessSnapshotter({ binary: SNAPSHOTTER_BIN, args: ["--address", join(root, "sn", "stargz.sock"), "--root", join(root, "sn", "root")], socket: join(root, "sn", "stargz.sock"), root: join(root, "sn", "root") }, logger);
+    const agent = new NodeAgent({
+      installer, runtime: ctd, service, labeler: new NodeLabeler(api.kubeConfig(), "node-1", "cloud.tencent.com/apparate", "true", logger),
+      socket: join(root, "sn", "stargz.sock"), checkIntervalMs: 60_000, unhealthyThreshold: 1, logger,
+    });
+    await ctd.start();
+    try {
+      const r = await agent.install();
+      expect(r).toMatchObject({ status: "refused", reason: "SnapshotterInUse" });
+      const node = api.get("nodes", "node-1")!;
+      expect(node.status.conditions).toContainEqual(expect.objectContaining({ type: NODE_CONDITION, status: "False", reason: "SnapshotterInUse", message: expect.stringContaining('"nydus"') }));
+      const events = api.list("events").filter((e) => e.involvedObject?.name === "node-1");
+      expect(events.map((e) => [e.reason, e.type])).toEqual([["ApparateSnapshotterInUse", "Warning"]]);
+      expect(events[0]!.message).toMatch(/replaceSnapshotter/);
+      expect(node.metadata.labels["cloud.tencent.com/apparate"]).toBeUndefined();
+      expect(readFileSync(live, "utf8")).toBe(original);
+      // The health loop keeps it unlabelled; a second install reports nothing new.
+      expect(await agent.checkOnce()).toMatchObject({ healthy: false });
+      await agent.install();
+      expect(api.list("events").filter((e) => e.involvedObject?.name === "node-1")).toHaveLength(1);
+      expect(api.get("nodes", "node-1")!.metadata.labels["cloud.tencent.com/apparate"]).toBeUndefined();
+    } finally {
+      agent.stop();
+      await service.remove().catch(() => undefined);
       await ctd.stop();
     }
   }, 120_000);
