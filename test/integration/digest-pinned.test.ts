@@ -4,7 +4,11 @@
 // a manifest that is not eStargz, or that names another source, is refused with a
 // warning; one lookup per digest per burst; a verified link is kept for the process
 // lifetime while tag answers expire; a slow registry costs at most the deadline.
-import { Writable } from "node:stream";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
+import { checkImage } from "../../src/cli/check-image.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { SOURCE_DIGEST_ANNOTATION } from "../../src/convert/image.js";
@@ -126,6 +130,25 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("digest-pinned 
     expect(warnings[0]).toMatch(new RegExp(`container c0: digest-pinned, not accelerated: the recorded conversion ${s(d.fake)} was refused: 1 of its 1 layers are not eStargz`));
     expect(warnings[1]).toMatch(new RegExp(`container c1: digest-pinned, not accelerated: the recorded conversion ${s(d.y1)} was refused: it names ${s(d.x1)} as its source, not ${s(d.x4)}`));
     expect(warnings[2]).toMatch(new RegExp(`container c2: digest-pinned, not accelerated: no conversion of ${s(d.never)} is recorded`));
+  });
+
+  it("check-image --lookups registry shows the link followed, and the reason a refused one was not", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "apparate-pinned-")), "config.json");
+    writeFileSync(file, JSON.stringify({ acceleration: { registries: [host], digestPinned: true, placement: { mode: "none" } }, registry: { plainHttp: [host] } }));
+    const ask = async (image: string) => {
+      const out = new PassThrough();
+      let text = "";
+      out.on("data", (c: Buffer) => { text += c.toString(); });
+      const code = await checkImage([image, "--config", file, "--lookups", "registry", "--json"], out);
+      return { code, json: JSON.parse(text) };
+    };
+    const ok = await ask(`${host}/app@${d.x1}`);
+    expect(ok.code).toBe(0);
+    expect(ok.json.decision).toMatchObject({ outcome: "accelerated", image: `${host}/app@${d.y1}` });
+    expect(ok.json.decision.reason).toContain(`${d.x1} was converted to ${d.y1}`);
+    const refused = await ask(`${host}/app@${d.x3}`);
+    expect(refused.json.decision.outcome).toBe("digest-pinned");
+    expect(refused.json.decision.reason).toMatch(/refused: 1 of its 1 layers are not eStargz/);
   });
 
   it("off (the default): every digest-pinned image is left alone, as before (negative control)", async () => {
