@@ -130,6 +130,8 @@ export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.PO
       rmSync(path);
       const src = `${reg.host}/${name}:1`;
       const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
+      // Printed at once: ctr-remote's half can take long on many files.
+      console.log(JSON.stringify({ files, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB } }));
       let theirs: ManyFilesRow["ctrRemote"] = { skipped: `ctr-remote runs only up to ${ctrRemoteUpTo} files in this run` };
       if (files <= ctrRemoteUpTo) {
         const pull = await ctr("images", "pull", "--plain-http", src);
