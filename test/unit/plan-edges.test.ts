@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { compileConfig, type Config } from "../../src/config/config.js";
 import { candidatesOf, plan, scopeOf, type Facts, type PlanInput } from "../../src/mutate/plan.js";
-import type { PodLike } from "../../src/mutate/pod.js";
+import { containerKey, type ContainerKind, type PodLike } from "../../src/mutate/pod.js";
 import type { LookupResult } from "../../src/registry/result.js";
 import { REG, webPod } from "../support/pods.js";
 
@@ -126,5 +126,11 @@ describe("decisions and their words", () => {
     expect(p.containers[0]!.outcome).toBe("accelerated");
     expect(p.annotations).toEqual({});
     expect(p.placement).toBeUndefined();
+  });
+});
+
+describe("containerKey: the key a container has in apparate.io/original-images", () => {
+  it.each<[ContainerKind, string]>([["containers", "app"], ["initContainers", "init:app"], ["ephemeralContainers", "ephemeral:app"]])("%s -> %s", (kind, key) => {
+    expect(containerKey(kind, "app")).toBe(key);
   });
 });
