@@ -5,6 +5,8 @@ import type { Server as HttpsServer } from "node:https";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from "fastify";
 import { secureContextOptions, type ServingMaterial } from "../tls/settings.js";
 import { handleReview, type HandlerDeps } from "./handler.js";
+import { LARGE_REVIEW_BYTES, LargeReviewLane, sourceLimitsFor, type SourceLimits } from "./fairness.js";
+import { allowResponse, BadReviewError, parseReview } from "./review.js";
 
 /**
  * Ready once the caches have synced. A lost API connection afterwards does not make a
@@ -35,11 +37,42 @@ const opsRoutes = (deps: HandlerDeps, readiness: Readiness): FastifyPluginAsync 
 // and parsing the body are inside it.
 const arrivals = new WeakMap<object, number>();
 
-const admissionRoutes = (deps: HandlerDeps): FastifyPluginAsync => async (app) => {
+/** The answer to a review that is not worked on (its source is over its limit, or the lane's wait outlived the deadline): allowed, unchanged. */
+function notWorkedOn(body: unknown, why: string): { status: number; body: unknown } {
+  try {
+    return { status: 200, body: allowResponse(parseReview(body).uid, undefined, [`apparate: ${why}; pod left unchanged`]) };
+  } catch (err) {
+    if (err instanceof BadReviewError) return { status: 400, body: { error: err.code, message: err.message } };
+    throw err;
+  }
+}
+
+const admissionRoutes = (deps: HandlerDeps, limits: SourceLimits): FastifyPluginAsync => async (app) => {
+  const lane = new LargeReviewLane();
   app.addHook("onRequest", async (req) => { arrivals.set(req.raw, performance.now()); });
   app.post("/mutate", async (req, reply) => {
-    const r = await handleReview(req.body, deps, arrivals.get(req.raw));
-    return reply.code(r.status).send(r.body);
+    const startedAt = arrivals.get(req.raw) ?? performance.now();
+    const source = req.socket.remoteAddress ?? "";
+    if (!limits.beginReview(source)) {
+      const r = notWorkedOn(req.body, "too many reviews in flight from this client");
+      return reply.code(r.status).send(r.body);
+    }
+    let release: (() => void) | undefined;
+    try {
+      // Large reviews one at a time, small ones never behind them.
+      if (Number(req.headers["content-length"] ?? 0) > LARGE_REVIEW_BYTES) {
+        release = await lane.acquire(startedAt + deps.config.admission.deadlineMs);
+        if (!release) {
+          const r = notWorkedOn(req.body, "the review's deadline ran out while other large reviews were worked on");
+          return reply.code(r.status).send(r.body);
+        }
+      }
+      const r = await handleReview(req.body, deps, startedAt);
+      return reply.code(r.status).send(r.body);
+    } finally {
+      release?.();
+      limits.endReview(source);
+    }
   });
 };
 
@@ -72,8 +105,15 @@ export async function buildAdmissionServer(opts: ServerOptions): Promise<Fastify
     return503OnClosing: true,
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.maxConnections = a.maxConnections;
+  // Per client address: a connection over its source's limit is closed at once, before TLS.
+  const limits = sourceLimitsFor(a.maxConnections);
+  app.server.on("connection", (socket: import("node:net").Socket) => {
+    const source = socket.remoteAddress ?? "";
+    if (!limits.openConnection(source)) { socket.destroy(); return; }
+    socket.once("close", () => limits.closeConnection(source));
+  });
   app.setErrorHandler(errorHandler);
-  await app.register(admissionRoutes(opts.deps));
+  await app.register(admissionRoutes(opts.deps, limits));
   await app.register(opsRoutes(opts.deps, opts.readiness));
   return app;
 }
