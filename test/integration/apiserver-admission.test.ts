@@ -57,13 +57,6 @@ function chartConfig(objs: Obj[]): Record<string, unknown> {
 const nsLabels = (name: string) => NAMESPACES.find((n) => n.name === name)?.labels;
 const images = (p: PodLike | undefined) => [...(p?.spec?.initContainers ?? []), ...(p?.spec?.containers ?? []), ...((p?.spec as any)?.ephemeralContainers ?? [])].map((c: any) => c.image as string);
 
-/**
- * Pods labelled apparate.io/inject=false: the README promises the webhook checks the label
- * again (issue 24 item 4, being fixed in src/ now); until then explain, which plans as the
- * webhook does, still plans them. Their explain parity is checked once that fix is on main.
- */
-const AWAITING_ISSUE_24_ITEM_4 = true;
-
 /** Where two JSON values first differ, for a readable failure. */
 function firstDifference(a: unknown, b: unknown, path = ""): string {
   if (JSON.stringify(a) === JSON.stringify(b)) return "";
@@ -202,7 +195,7 @@ describe.skipIf(!registryAvailable || !driverAvailable || !helmAvailable)("kube-
         // apparate's own pods are kept away by the chart's objectSelector alone; the planner
         // (and so explain) does not look at app.kubernetes.io/part-of.
         const labels = c.pod.metadata?.labels ?? {};
-      if (labels["app.kubernetes.io/part-of"] === "apparate" || (AWAITING_ISSUE_24_ITEM_4 && labels["apparate.io/inject"] === "false")) return [];
+      if (labels["app.kubernetes.io/part-of"] === "apparate") return [];
         const first = results.get(c.id)!.webhookCalls.find((x) => x.configuration === "rel-apparate");
         const fromWebhook = first?.patch ?? [];
         const fromExplain = explained[i]!.patch ?? [];
