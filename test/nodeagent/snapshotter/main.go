@@ -27,8 +27,74 @@ import (
 	"github.com/containerd/stargz-snapshotter/fs/layer"
 	"github.com/containerd/stargz-snapshotter/fs/source"
 	snbase "github.com/containerd/stargz-snapshotter/snapshot"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
 )
+
+// The snapshot labels containerd's CRI plugin sets on a pull when
+// disable_snapshot_annotations = false (pkg/snapshotters/annotations.go). Copied from
+// stargz-snapshotter 0.12.0 service/cri.go (Debian golang-github-containerd-stargz-snapshotter-dev
+// 0.12.0-2), whose package cannot be built here: it needs the CRI API, which Debian lacks.
+const (
+	criRefLabel    = "containerd.io/snapshot/cri.image-ref"
+	criDigestLabel = "containerd.io/snapshot/cri.layer-digest"
+	criLayersLabel = "containerd.io/snapshot/cri.image-layers"
+)
+
+// sourceFromCRILabels is service/cri.go's sourceFromCRILabels.
+func sourceFromCRILabels(hosts source.RegistryHosts) source.GetSources {
+	return func(labels map[string]string) ([]source.Source, error) {
+		refStr, ok := labels[criRefLabel]
+		if !ok {
+			return nil, fmt.Errorf("reference hasn't been passed")
+		}
+		refspec, err := reference.Parse(refStr)
+		if err != nil {
+			return nil, err
+		}
+		digestStr, ok := labels[criDigestLabel]
+		if !ok {
+			return nil, fmt.Errorf("digest hasn't been passed")
+		}
+		target, err := digest.Parse(digestStr)
+		if err != nil {
+			return nil, err
+		}
+		var others []digest.Digest
+		if l, ok := labels[criLayersLabel]; ok {
+			for _, s := range strings.Split(l, ",") {
+				d, err := digest.Parse(s)
+				if err != nil {
+					return nil, err
+				}
+				if d != target {
+					others = append(others, d)
+				}
+			}
+		}
+		var layers []ocispec.Descriptor
+		for _, d := range append([]digest.Digest{target}, others...) {
+			layers = append(layers, ocispec.Descriptor{Digest: d})
+		}
+		return []source.Source{{Hosts: hosts, Name: refspec, Target: ocispec.Descriptor{Digest: target}, Manifest: ocispec.Manifest{Layers: layers}}}, nil
+	}
+}
+
+// firstSource is service/service.go's sources: the first provider that understands the labels.
+func firstSource(ps ...source.GetSources) source.GetSources {
+	return func(labels map[string]string) ([]source.Source, error) {
+		var errs []string
+		for _, p := range ps {
+			src, err := p(labels)
+			if err == nil {
+				return src, nil
+			}
+			errs = append(errs, err.Error())
+		}
+		return nil, fmt.Errorf("no source: %s", strings.Join(errs, "; "))
+	}
+}
 
 func main() {
 	address := flag.String("address", "/run/apparate-stargz/stargz.sock", "gRPC socket")
@@ -71,8 +137,10 @@ func main() {
 		return append(out, hostFor(h)), nil
 	}
 
+	// As the upstream service does (service/service.go): CRI's labels first, then the
+	// default (ctr-remote) ones. Without the CRI source a kubelet's pull is never lazy.
 	fs, err := stargzfs.NewFilesystem(filepath.Join(*root, "stargz"), config.Config{},
-		stargzfs.WithGetSources(source.FromDefaultLabels(hosts)),
+		stargzfs.WithGetSources(firstSource(sourceFromCRILabels(hosts), source.FromDefaultLabels(hosts))),
 		stargzfs.WithOverlayOpaqueType(layer.OverlayOpaqueTrusted))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "filesystem:", err)
