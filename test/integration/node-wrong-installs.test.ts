@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "smol-toml";
+import { parseConfig } from "../../src/nodeagent/containerd-config.js";
 import { NodeAgent } from "../../src/nodeagent/agent.js";
 import { Installer } from "../../src/nodeagent/installer.js";
 import { NODE_CONDITION, NodeLabeler } from "../../src/nodeagent/label.js";
@@ -240,7 +241,7 @@ describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and 
     writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
     let installer: Installer | undefined;
     const frozen = { text: undefined as string | undefined };
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => (frozen.text !== undefined ? parse(frozen.text) as never : installer!.effectiveLive()), join(root, "etc/containerd"));
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => (frozen.text !== undefined ? parseConfig(frozen.text) : installer!.effectiveLive()), join(root, "etc/containerd"));
     installer = new Installer({
       hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
       snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
@@ -304,13 +305,7 @@ describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and 
     }
   }, 120_000);
 
-  // Held back, with a known defect: after the rollback the file is right (asserted before
-  // this point when it ran) but the restarted daemon refuses the config it is given
-  // ("Can't convert 1.6777216e+07(float64) to int": an integer written as a float since
-  // renderConfig writes every JS number as a float; some value reaches it as a number, not
-  // a BigInt). Found by the last CI run of stop 23; cause not yet traced. Next session: fix
-  // and turn this back on.
-  it.skip("rollback after a failed restart puts back the regenerated file this write replaced, not the older backup, and restarts containerd", async () => {
+  it("rollback after a failed restart puts back the regenerated file this write replaced, not the older backup, and restarts containerd", async () => {
     // After the re-apply's restart containerd still runs the regenerated config (it reads
     // another file than the one apparate edits): the verify fails and the agent rolls back.
     const { live, ctd, installer, own } = await regeneratedNode("rollback", () => regenerated);
