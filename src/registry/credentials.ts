@@ -21,10 +21,12 @@ interface Entry { host: string; port: string; path: string; key: string; creds: 
 const HUB_ALIASES = new Set(["index.docker.io", "registry-1.docker.io", "docker.io"]);
 // kubelet's defaultRegistryHost: its key is consulted only when nothing else matched.
 const HUB_FALLBACK_HOST = "index.docker.io";
+// host[:port]: a name (no spaces: kubelet's url.Parse refuses them) or a bracketed IPv6
+// address, and a port of digits only.
+const HOST_PORT = /^(\[[^\]]*\]|[^:\s]*)(?::(\d+))?$/;
 
 function splitKey(loc: string): { host: string; port: string; path: string; fallback: boolean } | undefined {
-  let v = loc.trim();
-  v = v.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
+  const v = loc.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
   const slash = v.indexOf("/");
   let hostport = slash < 0 ? v : v.slice(0, slash);
   let path = slash < 0 ? "" : v.slice(slash);
@@ -33,22 +35,23 @@ function splitKey(loc: string): { host: string; port: string; path: string; fall
   // kubelet keeps the path as written ("/team/" is not "/team"); only "/" is the bare host.
   if (path === "/") path = "";
   if (!hostport) return undefined;
-  let host = hostport;
-  let port = "";
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(hostport);
-  if (m) { host = m[1]!; port = m[2] ?? ""; }
-  hostport = host.toLowerCase();
+  // kubelet ignores an entry its URL parser refuses ("r.io:abc": the port is not a number).
+  const m = HOST_PORT.exec(hostport);
+  if (!m) return undefined;
+  const port = m[2] ?? "";
+  hostport = m[1]!.toLowerCase();
   const fallback = hostport === HUB_FALLBACK_HOST && port === "" && path === "";
   if (HUB_ALIASES.has(hostport)) hostport = "docker.io";
   return { host: hostport, port, path, fallback };
 }
 
 /** The image side of a match: no scheme and no /v1/ folding, just host, port and "/path". */
-function splitTarget(domain: string, path: string): { host: string; port: string; path: string } {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(domain);
-  let host = (m ? m[1]! : domain).toLowerCase();
+function splitTarget(domain: string, path: string): { host: string; port: string; path: string } | undefined {
+  const m = HOST_PORT.exec(domain);
+  if (!m) return undefined;
+  let host = m[1]!.toLowerCase();
   if (HUB_ALIASES.has(host)) host = "docker.io";
-  return { host, port: m?.[2] ?? "", path: path ? `/${path}` : "" };
+  return { host, port: m[2] ?? "", path: path ? `/${path}` : "" };
 }
 
 /** Glob of one DNS label: "*" and "?" only, linear (no regex on user input). */
@@ -135,6 +138,7 @@ export class Keyring {
   /** Credentials for `domain/path`, most specific first. */
   lookup(domain: string, path: string): Credential[] {
     const t = splitTarget(domain, path);
+    if (!t) return [];
     const tLabels = t.host.split(".");
     const out: Credential[] = [];
     for (const e of this.entries) {

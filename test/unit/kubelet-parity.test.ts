@@ -202,3 +202,149 @@ describe("rule: the 255-character limit counts the path only, without the domain
     try { parseReference(input); } catch (err) { expect((err as ImageReferenceError).code).toBe("name-too-long"); }
   });
 });
+
+describe("rule: a key's host matches label by label, its port exactly, its path as a prefix (urlsMatch)", () => {
+  const hits = (glob: string, target: string) => {
+    const k = new Keyring();
+    k.add({ [glob]: { auth: b64("foo:bar") } }, "test");
+    return usersAt(k, target).length > 0;
+  };
+  it.each([
+    // glob, target, match: every row of TestUrlsMatch
+    ["*.kubernetes.io", "prefix.kubernetes.io", true],
+    ["prefix.*.io", "prefix.kubernetes.io", true],
+    ["prefix.kubernetes.*", "prefix.kubernetes.io", true],
+    ["*-good.kubernetes.io", "prefix-good.kubernetes.io", true],
+    ["*.kubernetes.io/blah", "prefix.kubernetes.io/blah", true],
+    ["prefix.*.io/foo", "prefix.kubernetes.io/foo/bar", true],
+    ["*.kubernetes.io:1111/blah", "prefix.kubernetes.io:1111/blah", true],
+    ["prefix.*.io:1111/foo", "prefix.kubernetes.io:1111/foo/bar", true],
+    ["*.kubernetes.io", "kubernetes.io", false], // no match when the number of parts differs
+    ["*.*.kubernetes.io", "prefix.kubernetes.io", false],
+    ["*.*.kubernetes.io", "kubernetes.io", false],
+    ["kubernetes.io", "kubernetes.com", false], // no match when some parts differ
+    ["k*.io", "quay.io", false],
+    ["*.kubernetes.io:1234/blah", "prefix.kubernetes.io:1111/blah", false], // no match when ports differ
+    ["prefix.*.io/foo", "prefix.kubernetes.io:1111/foo/bar", false],
+  ])(`${KEYRING_TEST} TestUrlsMatch: %s ~ %s -> %s`, (glob, target, expected) => {
+    expect(hits(glob, target)).toBe(expected);
+  });
+
+  // filepath.Match semantics per label (keyring.go urlsMatch): "?" is one character, "*" any
+  // run including none, and a label matches whole, never as a suffix or a prefix.
+  it.each([
+    ["registry-?.example.com", "registry-1.example.com", true],
+    ["registry-?.example.com", "registry-12.example.com", false],
+    ["registry-?.example.com", "registry-.example.com", false],
+    ["*registry.example.com", "registry.example.com", true],
+    ["*registry.example.com", "eu-registry.example.com", true],
+    ["registry*.example.com", "registry.example.com", true],
+    ["registry**.example.com", "registry-eu.example.com", true],
+    ["r*y.example.com", "registry.example.com", true],
+    ["r*y.example.com", "registry-eu.example.com", false],
+    ["registry.example.com", "myregistry.example.com", false],
+    ["registry.example.com", "reg.example.com", false],
+    ["reg.example.com", "registry.example.com", false],
+  ])(`${KEYRING_GO} urlsMatch (filepath.Match per label): %s ~ %s -> %s`, (glob, target, expected) => {
+    expect(hits(glob, target)).toBe(expected);
+  });
+
+  it.each([
+    // net.SplitHostPort on a bracketed IPv6 host (splitUrl): the port is compared, the brackets are the host
+    ["[2001:db8::1]:5000", "[2001:db8::1]:5000/repo", true],
+    ["https://[2001:db8::1]:5000/v2/", "[2001:db8::1]:5000/repo", true],
+    ["[2001:db8::1]", "[2001:db8::1]:5000/repo", false],
+    ["[2001:db8::1]:5000", "[2001:db8::1]/repo", false],
+    ["[2001:db8::1]:5000", "[2001:db8::2]:5000/repo", false],
+  ])(`${KEYRING_GO} splitUrl: %s ~ %s -> %s`, (glob, target, expected) => {
+    expect(hits(glob, target)).toBe(expected);
+  });
+
+  it.each([
+    // Add: "/v1/" and "/v2/" at the start of the path are dropped, anywhere else kept
+    ["https://registry.example.com/v1/team", "registry.example.com/team/app", true],
+    ["https://registry.example.com/v2/team", "registry.example.com/team/app", true],
+    ["https://registry.example.com/v1/team", "registry.example.com/other/app", false],
+    ["https://registry.example.com/team/v2/", "registry.example.com/team/app", false],
+    // only a leading scheme is a scheme: "x://" later in the key stays part of its path
+    ["registry.example.com/x://team", "registry.example.com/team/app", false],
+    ["HTTPS://registry.example.com/team", "registry.example.com/team/app", true],
+  ])(`${KEYRING_GO} BasicDockerKeyring.Add: key %s ~ %s -> %s`, (glob, target, expected) => {
+    expect(hits(glob, target)).toBe(expected);
+  });
+
+  it(`${KEYRING_GO} Add: the index is reverse-sorted, whatever order the keys came in`, () => {
+    const k = new Keyring();
+    k.add({ "registry.example.com": { username: "host", password: "h" }, "registry.example.com/team": { username: "team", password: "t" } }, "test");
+    expect(usersAt(k, "registry.example.com/team/app")).toEqual(["team", "host"]);
+    // "r.example.com*" sorts after "r.example.com" as a string, so it comes first in reverse
+    const s = new Keyring();
+    s.add({ "registry.example.com": { username: "plain", password: "p" }, "registry.example.com*": { username: "star", password: "s" } }, "test");
+    expect(usersAt(s, "registry.example.com/app")).toEqual(["star", "plain"]);
+  });
+});
+
+describe("rule: keys kubelet cannot parse are ignored (keyring.go Add: \"Entry in dockercfg invalid, ignoring\")", () => {
+  it.each([
+    ["registry.example.com:abc", "registry.example.com/app"], // url.Parse: invalid port
+    ["fc00::1:5000", "1:5000/debian"], // an unbracketed IPv6 address (distribution refuses fc00::1:5000/debian too)
+    [" registry.example.com ", "registry.example.com/app"], // url.Parse: invalid character " " in host name
+    ["", "registry.example.com/app"],
+    ["https://", "registry.example.com/app"],
+    ["/team", "team/app"],
+  ])(`${KEYRING_GO} Add: %j matches nothing and is not counted`, (key, image) => {
+    const k = new Keyring();
+    k.add({ [key]: { username: "u", password: "p" } }, "test");
+    expect(usersAt(k, image)).toEqual([]);
+    expect(k.size).toBe(0);
+  });
+
+  it("negative control: the same keys written correctly are counted and match", () => {
+    const k = new Keyring();
+    k.add({ "registry.example.com:5000": { username: "u", password: "p" }, "[fc00::1]:5000": { username: "v", password: "p" } }, "test");
+    expect(k.size).toBe(2);
+    expect(usersAt(k, "registry.example.com:5000/app")).toEqual(["u"]);
+    expect(usersAt(k, "[fc00::1]:5000/debian")).toEqual(["v"]);
+  });
+});
+
+describe("rule: a docker config entry's username and password default to empty (DockerConfigEntry zero values)", () => {
+  it.each([
+    [`${CONFIG_GO} DockerConfigEntry.UnmarshalJSON: an empty auth leaves username and password as given`, { auth: "", username: "u", password: "p" }, ["u", "p"]],
+    [`${KEYRING_GO} DockerConfigEntryToLazyAuthConfiguration: username only`, { username: "u" }, ["u", ""]],
+    [`${KEYRING_GO} DockerConfigEntryToLazyAuthConfiguration: password only (a token)`, { password: "tok" }, ["", "tok"]],
+  ])("%s", (_upstream, entry, expected) => {
+    const k = parseDockerConfig(JSON.stringify({ auths: { "r.example.com": entry } }), "test");
+    expect(k.lookup("r.example.com", "app").map((c) => [c.username, c.password])).toEqual([expected]);
+  });
+});
+
+describe("rule: the default-registry fallback applies to Docker Hub images only (isDefaultRegistryMatch)", () => {
+  const hub = { "https://index.docker.io/v1/": { auth: b64("foo:bar") } };
+  it.each([
+    // image, fallback used: TestIsDefaultRegistryMatch's samples that are valid references
+    ["foo/bar", true],
+    ["docker.io/foo/bar", true],
+    ["index.docker.io/foo/bar", true],
+    ["foo", true],
+    ["registry.tld/foo/bar", false],
+    ["registry:5000/foo/bar", false],
+    ["myhostdocker.io/foo/bar", false],
+    // the ":" rule of isDefaultRegistryMatch: Docker Hub's name with a port is another registry
+    ["docker.io:5000/foo/bar", false],
+  ])(`${KEYRING_TEST} TestIsDefaultRegistryMatch: %s -> %s`, (image, expected) => {
+    const k = new Keyring();
+    k.add(hub, "test");
+    expect(users(k, image)).toEqual(expected ? ["foo"] : []);
+  });
+
+  it(`${KEYRING_GO} defaultRegistryKey is the bare host: "index.docker.io" with a port or a path is an ordinary key`, () => {
+    const port = new Keyring();
+    port.add({ "index.docker.io:5000": { username: "port", password: "p" } }, "test");
+    expect(users(port, "nginx")).toEqual([]);
+    const path = new Keyring();
+    path.add({ "https://index.docker.io/v1/team": { username: "team", password: "t" } }, "test");
+    expect(users(path, "team/app")).toEqual(["team"]);
+    expect(users(path, "other/app")).toEqual([]); // not a fallback
+  });
+});
