@@ -31,6 +31,27 @@ const logger = createLogger({ destination: new Writable({ write(c, _e, cb) { log
 const imagesSection = (c: ContainerdBinary) => (c.version.startsWith("1.") ? ["io.containerd.grpc.v1.cri", "containerd"] : ["io.containerd.cri.v1.images"]);
 const at = (doc: any, path: string[]) => path.reduce((t, k) => t?.[k], doc.plugins);
 
+// After a snapshotter restart, containerd's gRPC connection to it may still be in back-off
+// ("unavailable"), and under a loaded machine one attempt can stall on the remount: the kubelet
+// bounds each CRI call (runtime-request-timeout) and retries, and so does this. Any other error
+// fails at once; the last error, with the snapshotter's log, is what the test reports.
+async function retryLikeKubelet(ctd: TestContainerd, args: string[], budgetMs = 90_000): Promise<string> {
+  const end = Date.now() + budgetMs;
+  for (;;) {
+    try { return await ctd.ctr(args, 30_000); } catch (err) {
+      const transient = /unavailable|ETIMEDOUT|SIGTERM|timed out/i.test(String(err)) || (err as { killed?: boolean }).killed === true;
+      if (!transient || Date.now() > end) throw new Error(`${String(err)}\nsnapshotter log:\n${logs.filter((l) => /exited|warn|error/.test(l)).slice(-5).join("")}`);
+      await new Promise((r) => setTimeout(r, 500));
+      // A stalled `run` may have left its container behind: remove it as the kubelet would.
+      if (args[0] === "run") {
+        const name = args[5]!;
+        await ctd.ctr(["tasks", "kill", "-s", "SIGKILL", name], 10_000).catch(() => undefined);
+        await ctd.ctr(["containers", "rm", name], 10_000).catch(() => undefined);
+      }
+    }
+  }
+}
+
 describe.skipIf(!canRun).each(containerds().map((c) => [c.version, c] as const))("node agent + containerd %s + lazy-loading snapshotter, end to end", (_v, release) => {
   let dir: string;
   let reg: RunningRegistry;
@@ -158,14 +179,7 @@ endpoint = ["https://legacy-mirror.example"]
     const image = `${proxy.host}/apparate-test/hello:1.0-apparate`;
     const total = await layerBytes(reg.url, "apparate-test/hello", "1.0-apparate");
     proxy.reset();
-    // After the snapshotter restart above, containerd's gRPC connection to it may still be
-    // in back-off and fail fast with "unavailable" for a moment; the kubelet retries too.
-    for (let i = 0; ; i++) {
-      try { await ctd.ctr(["images", "rpull", "--plain-http", "--snapshotter", "stargz", image]); break; } catch (err) {
-        if (i >= 20 || !/unavailable/.test(String(err))) throw err;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+    await retryLikeKubelet(ctd, ["images", "rpull", "--plain-http", "--snapshotter", "stargz", image]);
     const out = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "c-lazy", "/bin/busybox", "cat", "/www/index.html"]);
     expect(out).toContain("hello from apparate");
     const fetched = proxy.blobBytes;
@@ -211,19 +225,13 @@ endpoint = ["https://legacy-mirror.example"]
     for (let i = 0; i < 40 && !h.healthy; i++) { await new Promise((r) => setTimeout(r, 500)); h = await agent.checkOnce(); }
     expect(h.healthy).toBe(true);
     const image = `${proxy.host}/apparate-test/hello:1.0-apparate`;
-    let out = "";
-    for (let i = 0; ; i++) {
-      try { out = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "c-lazy-upgraded", "/bin/busybox", "cat", "/www/index.html"]); break; } catch (err) {
-        if (i >= 20 || !/unavailable/.test(String(err))) throw err;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+    const out = await retryLikeKubelet(ctd, ["run", "--rm", "--snapshotter", "stargz", image, "c-lazy-upgraded", "/bin/busybox", "cat", "/www/index.html"]);
     expect(out).toContain("hello from apparate");
     // Negative control: an unchanged binary is not restarted.
     const pid = service.pid;
     await agent.install();
     expect(service.pid).toBe(pid);
-  }, 120_000);
+  }, 150_000);
 
   it("a snapshotter that dies with lazy mounts in use is restarted, and the lazy image runs again", async () => {
     const image = `${proxy.host}/apparate-test/hello:1.0-apparate`;
@@ -232,15 +240,9 @@ endpoint = ["https://legacy-mirror.example"]
     let h = await agent.checkOnce();
     for (let i = 0; i < 40 && !h.healthy; i++) { await new Promise((r) => setTimeout(r, 500)); h = await agent.checkOnce(); }
     expect(h.healthy).toBe(true);
-    let out = "";
-    for (let i = 0; ; i++) {
-      try { out = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "c-lazy2", "/bin/busybox", "cat", "/www/index.html"]); break; } catch (err) {
-        if (i >= 20 || !/unavailable/.test(String(err))) throw err;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+    const out = await retryLikeKubelet(ctd, ["run", "--rm", "--snapshotter", "stargz", image, "c-lazy2", "/bin/busybox", "cat", "/www/index.html"]);
     expect(out).toContain("hello from apparate");
-  }, 60_000);
+  }, 150_000);
 
   it("uninstall: label removed, original config restored, mirrors removed, containerd restarted, snapshotter stopped", async () => {
     await ctd.ctr(["images", "rm", `${proxy.host}/apparate-test/hello:1.0-apparate`]).catch(() => undefined);
