@@ -72,7 +72,6 @@ function isDomainComponent(s: string): boolean {
 
 /** domain := (domain-name | IPv4 | "[" IPv6 "]") [":" port] */
 export function isValidDomain(d: string): boolean {
-  let host = d;
   let port: string | undefined;
   if (d.startsWith("[")) {
     const close = d.indexOf("]");
@@ -87,9 +86,9 @@ export function isValidDomain(d: string): boolean {
     if (rest === "") return true;
     if (!rest.startsWith(":")) return false;
     port = rest.slice(1);
-    host = "";
   } else {
     const colon = d.indexOf(":");
+    let host = d;
     if (colon >= 0) { host = d.slice(0, colon); port = d.slice(colon + 1); }
     if (!host.split(".").every(isDomainComponent)) return false;
   }
