@@ -5,7 +5,7 @@ import type { Server as HttpsServer } from "node:https";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from "fastify";
 import { secureContextOptions, type ServingMaterial } from "../tls/settings.js";
 import { handleReview, type HandlerDeps } from "./handler.js";
-import { LARGE_REVIEW_BYTES, LargeReviewLane, sourceLimitsFor, type SourceLimits } from "./fairness.js";
+import { LargeReviewLane, sourceLimitsFor, type SourceLimits } from "./fairness.js";
 import { allowResponse, BadReviewError, parseReview } from "./review.js";
 
 /**
@@ -60,8 +60,8 @@ const admissionRoutes = (deps: HandlerDeps, limits: SourceLimits): FastifyPlugin
     let release: (() => void) | undefined;
     try {
       // Large reviews one at a time, small ones never behind them.
-      if (Number(req.headers["content-length"] ?? 0) > LARGE_REVIEW_BYTES) {
-        release = await lane.acquire(startedAt + deps.config.admission.deadlineMs);
+      if (Number(req.headers["content-length"] ?? 0) > deps.config.admission.largeReviewBytes) {
+        release = await lane.acquire(startedAt + deps.config.admission.deadlineMs, limits.isTrusted(source));
         if (!release) {
           const r = notWorkedOn(req.body, "the review's deadline ran out while other large reviews were worked on");
           return reply.code(r.status).send(r.body);
@@ -104,9 +104,9 @@ export async function buildAdmissionServer(opts: ServerOptions): Promise<Fastify
     requestTimeout: a.requestTimeoutMs,
     return503OnClosing: true,
   }) as unknown as FastifyInstance<HttpsServer>;
-  app.server.maxConnections = a.maxConnections;
   // Per client address: a connection over its source's limit is closed at once, before TLS.
-  const limits = sourceLimitsFor(a.maxConnections);
+  const limits = sourceLimitsFor(a);
+  app.server.maxConnections = limits.serverMaxConnections;
   app.server.on("connection", (socket: import("node:net").Socket) => {
     const source = socket.remoteAddress ?? "";
     if (!limits.openConnection(source)) { socket.destroy(); return; }

@@ -5,7 +5,7 @@ import { Ajv } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { ApparateError } from "../errors.js";
 import { isValidDomain, parseReference } from "../image/reference.js";
-import { parseCidr } from "../registry/network.js";
+import { parseAddressRange, parseCidr } from "../registry/network.js";
 import { configSchema, type RawConfig } from "./schema.js";
 import { formatSchemaErrors } from "./schema-errors.js";
 import { isQualifiedName } from "../mutate/validation.js";
@@ -20,7 +20,7 @@ export interface CompiledRule {
   readonly tag?: RegExp;
 }
 
-export interface Config extends Omit<RawConfig, "namespaces" | "acceleration" | "rewrite"> {
+export interface Config extends Omit<RawConfig, "namespaces" | "acceleration" | "rewrite" | "admission"> {
   namespaces: ReadonlySet<string>;
   namespaceLabelKey: string;
   namespaceLabelValue: string;
@@ -30,6 +30,8 @@ export interface Config extends Omit<RawConfig, "namespaces" | "acceleration" | 
     rules: readonly CompiledRule[];
   };
   rewrite: { registries: ReadonlyMap<string, RewriteTarget> };
+  /** maxConnectionsPerSource always set (a quarter of maxConnections when the file has none). */
+  admission: RawConfig["admission"] & { maxConnectionsPerSource: number };
 }
 
 /** Where a registry's images go: a host, and an optional path prefix (a Harbor proxy-cache project). */
@@ -107,6 +109,16 @@ export function compileConfig(doc: unknown, source = "config"): Config {
       throw new ConfigError("config-invalid", `${source}: registry.allowPrivateNetworks: ${JSON.stringify(e)} is neither a host[:port] nor an address range (CIDR)`, e);
     }
   }
+  const a = c.admission;
+  for (const e of a.trustedSources) {
+    if (!parseAddressRange(e)) {
+      throw new ConfigError("config-invalid", `${source}: admission.trustedSources: ${JSON.stringify(e)} is neither an IP address nor an address range (CIDR)`, e);
+    }
+  }
+  const maxConnectionsPerSource = a.maxConnectionsPerSource ?? Math.max(1, Math.floor(a.maxConnections / 4));
+  if (maxConnectionsPerSource > a.maxConnections) {
+    throw new ConfigError("config-invalid", `${source}: admission.maxConnectionsPerSource: ${maxConnectionsPerSource} is more than admission.maxConnections (${a.maxConnections}); one client could take every connection`, maxConnectionsPerSource);
+  }
   const { nodeLabelKey } = c.acceleration.placement;
   if (!isQualifiedName(nodeLabelKey)) {
     throw new ConfigError("config-invalid", `${source}: acceleration.placement.nodeLabelKey: ${JSON.stringify(nodeLabelKey)} is not a label key (qualified name)`, nodeLabelKey);
@@ -119,6 +131,7 @@ export function compileConfig(doc: unknown, source = "config"): Config {
     acceleration: { ...c.acceleration, registries, anyRegistry: registries.has("*"), rules },
     rewrite: { registries: rewrite },
     registry: { ...c.registry, plainHttp: c.registry.plainHttp.map(normaliseRegistryHost), tokenRealms },
+    admission: { ...a, maxConnectionsPerSource },
   });
 }
 

@@ -131,6 +131,13 @@ export const configSchema = {
         maxBodyBytes: { type: "integer", minimum: 1024, default: 3145728 },
         maxLookupsPerReview: { description: "Registry lookups one review may start; beyond it a container is left unchanged with a warning.", type: "integer", minimum: 1, maximum: 100000, default: 100 },
         maxConnections: { description: "Open connections the admission server accepts.", type: "integer", minimum: 1, default: 1000 },
+        maxConnectionsPerSource: { description: "Open connections one client address may hold (more are closed before TLS); unset: a quarter of maxConnections.", type: "integer", minimum: 1 },
+        maxReviewsPerSource: { description: "Reviews one client address may have in flight; more are allowed unchanged at once.", type: "integer", minimum: 1, maximum: 100000, default: 32 },
+        largeReviewBytes: { description: "A review body larger than this (bytes) is worked on one at a time; small ones never wait behind it.", type: "integer", minimum: 1024, default: 262144 },
+        trustedSources: {
+          description: "Client addresses or ranges (CIDR) exempt from the per-address limits: the API server's. They also have maxConnections connections of their own that no other client can take.",
+          type: "array", items: { type: "string", minLength: 1 }, default: [],
+        },
         requestTimeoutMs: { description: "Time to receive one whole request (headers and body).", type: "integer", minimum: 1000, default: 10000 },
         idleTimeoutMs: { description: "A connection (or TLS handshake) with no traffic this long, before or during a request, is closed.", type: "integer", minimum: 1000, default: 10000 },
         keepAliveTimeoutMs: { description: "Idle time between requests on a kept-alive connection; above the API server's own idle timeout.", type: "integer", minimum: 1000, default: 75000 },

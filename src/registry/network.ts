@@ -72,6 +72,36 @@ export function parseCidr(s: string): { address: string; prefix: number; family:
   return { address: m[1]!, prefix, family: v === 4 ? "ipv4" : "ipv6" };
 }
 
+/** A CIDR range, or one IP address as a range of one. */
+export function parseAddressRange(s: string): { address: string; prefix: number; family: "ipv4" | "ipv6" } | undefined {
+  const v = isIP(s.trim());
+  if (v !== 0) return { address: s.trim(), prefix: v === 4 ? 32 : 128, family: v === 4 ? "ipv4" : "ipv6" };
+  return parseCidr(s);
+}
+
+/** Address ranges to test a peer address against; an IPv4 address inside IPv6 (::ffff:a.b.c.d) matches its IPv4 range. */
+export class AddressRanges {
+  private readonly list = new BlockList();
+  readonly size: number;
+
+  constructor(entries: Iterable<string>) {
+    let n = 0;
+    for (const e of entries) {
+      const r = parseAddressRange(e);
+      if (!r) throw new ApparateError("address-range", `not an address range: ${JSON.stringify(e)}`, e);
+      this.list.addSubnet(r.address, r.prefix, r.family);
+      n++;
+    }
+    this.size = n;
+  }
+
+  has(address: string): boolean {
+    if (this.size === 0 || isIP(address) === 0) return false;
+    const u = unwrap(address);
+    return this.list.check(u.address, u.family) || this.list.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+  }
+}
+
 /**
  * The decision, pure: may `host:port` be dialled at `address`? Public addresses always;
  * loopback, link-local, private and other special ranges only for hosts named by the

@@ -113,3 +113,73 @@ describe("a legitimate client stays under the deadline while another client atta
     expect(Math.max(...r.ms)).toBeLessThan(DEADLINE / 2);
   }, 30_000);
 });
+
+/** A TLS connection from `localAddress`: resolves the socket once the handshake is done, undefined when the server closed it first. */
+function openTls(port: number, ca: string, localAddress: string): Promise<TLSSocket | undefined> {
+  return new Promise((resolve) => {
+    const s = tlsConnect({ socket: netConnect({ host: "127.0.0.1", port, localAddress }), ca, servername: "localhost" });
+    s.once("secureConnect", () => resolve(s));
+    s.once("error", () => { s.destroy(); resolve(undefined); });
+    s.once("close", () => resolve(undefined));
+  });
+}
+
+/** One review written on an open connection; the answer's status, allowed flag and time. */
+function reviewOn(s: TLSSocket, body: string): Promise<{ status: number; allowed: boolean; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString();
+      const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      if (buf.length < end + 4 + len) return;
+      s.off("data", onData);
+      const json = JSON.parse(buf.subarray(end + 4, end + 4 + len).toString());
+      resolve({ status: Number(head.split(" ")[1]), allowed: json?.response?.allowed === true, ms: performance.now() - t0 });
+    };
+    s.on("data", onData);
+    s.once("error", reject);
+    s.once("close", () => reject(new Error("closed before the answer")));
+    s.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  });
+}
+
+describe("admission.trustedSources: the API server's address is never refused while other clients hold their quota", () => {
+  // 40 connections in all, 10 per address: 127.0.0.2-5 hold 10 each (every untrusted
+  // connection there is); the API server (127.0.0.1) then opens 20 at once, twice its
+  // own per-address quota, as a busy API server with 20 concurrent reviews does.
+  const ATTACKERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+  let hook: TestWebhook | undefined;
+  afterEach(async () => { hook?.app.server.closeAllConnections(); await hook?.stop(); hook = undefined; });
+
+  it.each([
+    ["listed in admission.trustedSources: all 20 connections open and every review is answered within the deadline", ["127.0.0.1/32"], 20],
+    ["negative control, not listed: the same 20 connections are refused (the global limit is full)", [], 0],
+  ])("%s", async (_name, trustedSources, answered) => {
+    hook = await startWebhook({ acceleration: { registries: [] }, admission: { deadlineMs: DEADLINE, maxConnections: 40, maxConnectionsPerSource: 10, trustedSources } });
+    const port = Number(new URL(hook.url).port);
+    const ca = hook.ca;
+    const held: TLSSocket[] = [];
+    try {
+      for (const a of ATTACKERS) {
+        const got = await Promise.all(Array.from({ length: 12 }, () => openTls(port, ca, a)));
+        const open = got.filter((s): s is TLSSocket => s !== undefined);
+        held.push(...open);
+        // Each attacker holds exactly its quota: the 11th and 12th were refused.
+        expect(open.length).toBe(10);
+      }
+      const api = (await Promise.all(Array.from({ length: 20 }, () => openTls(port, ca, "127.0.0.1")))).filter((s): s is TLSSocket => s !== undefined);
+      held.push(...api);
+      expect(api.length).toBe(answered);
+      const body = JSON.stringify(review(webPod({ containers: [{ name: "app", image: "busybox:1.36" }], initContainers: [] })));
+      const answers = await Promise.all(api.map((s) => reviewOn(s, body)));
+      expect(answers.filter((a) => a.status === 200 && a.allowed).length).toBe(answered);
+      if (answered) expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(DEADLINE);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  }, 60_000);
+});
