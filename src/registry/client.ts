@@ -6,7 +6,7 @@
 // connections only to allowed addresses (network.ts), and nothing a server sent is
 // copied into a reason (reasons end up in pods' warnings).
 import { readFileSync } from "node:fs";
-import { Agent, buildConnector, EnvHttpProxyAgent, request, type Dispatcher } from "undici";
+import { Agent, buildConnector, EnvHttpProxyAgent, Pool, request, type Dispatcher } from "undici";
 import { LRUCache } from "lru-cache";
 import { ApparateError } from "../errors.js";
 import type { ImageReference } from "../image/reference.js";
@@ -92,6 +92,17 @@ function guardedConnector(policy: DialPolicy, tls: buildConnector.BuildOptions):
   };
 }
 
+/**
+ * The client to the proxy, with every CONNECT target checked before it is sent: the
+ * proxy would dial an IP literal or "localhost" on its own side, past the dial check.
+ */
+function guardedProxyClient(policy: DialPolicy): (origin: URL, opts: object) => Dispatcher {
+  return (origin, opts) => new Pool(origin, opts).compose((dispatch) => (o, handler) => {
+    if (o.method === "CONNECT") policy.assertProxyTarget(o.path);
+    return dispatch(o, handler);
+  });
+}
+
 export class RegistryClient {
   private readonly dispatcher: Dispatcher;
   private readonly plainHttp: ReadonlySet<string>;
@@ -112,10 +123,14 @@ export class RegistryClient {
     // The pool never queues for a registry (the limiter holds the excess); a shared
     // token host gets room for twice as many.
     const common = { keepAliveTimeout: 30_000, connections: perHost * 2 };
+    // Every direct dial resolves and checks each address, proxy or not: with a proxy,
+    // names in NO_PROXY (and plain-http registries when only HTTPS_PROXY is set) are
+    // dialled directly, through `connect`. The proxy resolves the names it is given and
+    // is the boundary for them; IP literals and "localhost" never reach it.
+    const connect = guardedConnector(this.policy, ca ? { ca } : {});
     this.dispatcher = proxyConfigured()
-      // Behind a proxy the proxy resolves names; IP literals are still checked in send().
-      ? new EnvHttpProxyAgent({ ...common, connect: ca ? { ca } : {}, ...(ca ? { requestTls: { ca } } : {}) })
-      : new Agent({ ...common, connect: guardedConnector(this.policy, ca ? { ca } : {}) });
+      ? new EnvHttpProxyAgent({ ...common, connect, clientFactory: guardedProxyClient(this.policy), ...(ca ? { requestTls: { ca } } : {}) })
+      : new Agent({ ...common, connect });
     this.plainHttp = new Set(opts.plainHttp ?? []);
     this.tokenRealms = new Set((opts.tokenRealms ?? []).map((h) => h.toLowerCase()));
     this.limiter = new HostLimiter(perHost);
@@ -405,6 +420,9 @@ export function errorReason(err: unknown): string {
   if (e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError") return "timed out";
   if (err instanceof AddressRefusedError) return err.message;
   if (e?.cause instanceof AddressRefusedError) return e.cause.message;
+  // The proxy could not (or would not) open the tunnel: its status says what the port
+  // behind it did, so only "unreachable" is written.
+  if (typeof e?.message === "string" && e.message.startsWith("Proxy response")) return "unreachable through the proxy";
   if (e?.name === "AbortError") return "aborted";
   const code = e?.code ?? e?.cause?.code;
   return typeof code === "string" && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) ? code : "request failed";

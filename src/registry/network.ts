@@ -3,6 +3,10 @@
 // service, the kubelet or the API server. The check is made on the address that is
 // actually dialled (inside undici's connector, after DNS), so a name that resolves to
 // a public address once and to 127.0.0.1 the next time (DNS rebinding) gains nothing.
+// Every direct dial goes through that check, proxy configured or not (NO_PROXY names,
+// plain-http registries with only HTTPS_PROXY set). Through a proxy, the proxy resolves
+// names and is the boundary for them; IP literals and "localhost" are refused before
+// they reach it (assertProxyTarget).
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOneOptions } from "node:dns";
 import { BlockList, isIP } from "node:net";
 import { ApparateError } from "../errors.js";
@@ -17,7 +21,7 @@ const SPECIAL_V4: ReadonlyArray<[string, number, string]> = [
   ["224.0.0.0", 4, "multicast"], ["240.0.0.0", 4, "reserved"],
 ];
 const SPECIAL_V6: ReadonlyArray<[string, number, string]> = [
-  ["::", 128, "unspecified"], ["::1", 128, "loopback"], ["fc00::", 7, "private (ULA)"],
+  ["::", 128, "unspecified"], ["::1", 128, "loopback"], ["::", 96, "deprecated IPv4-compatible"], ["fc00::", 7, "private (ULA)"],
   ["fe80::", 10, "link-local"], ["ff00::", 8, "multicast"],
 ];
 
@@ -148,6 +152,21 @@ export class DialPolicy {
     if (isIP(h) === 0) return;
     const why = this.check(h, port, h);
     if (why) throw new AddressRefusedError("EADDRESSREFUSED", `address refused: ${why}`, host);
+  }
+
+  /**
+   * Throws AddressRefusedError for a request target ("host:port", as in an HTTP CONNECT)
+   * that may not be handed to a proxy. The proxy resolves names, so it is the boundary
+   * for them; what apparate can judge without resolving is judged here: IP literals, and
+   * "localhost" names (RFC 6761: always loopback, which would be the proxy's own).
+   */
+  assertProxyTarget(target: string): void {
+    const { host, port } = splitHostPort(target);
+    const h = host.replace(/\.$/, "");
+    const address = isIP(h) !== 0 ? h : h === "localhost" || h.endsWith(".localhost") ? "127.0.0.1" : undefined;
+    if (address === undefined) return;
+    const why = this.check(h, port, address);
+    if (why) throw new AddressRefusedError("EADDRESSREFUSED", `address refused: ${why}`, target);
   }
 
   /**
