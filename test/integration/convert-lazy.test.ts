@@ -2,7 +2,6 @@
 // containerd through the stargz snapshotter (the test snapshotter built from Debian's
 // stargz-snapshotter library), runs, and a command that reads little fetches under
 // 25 % of the image's bytes, counted at a proxy in front of the registry.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,14 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { FOOTER_SIZE, parseFooter, type TocEntry } from "../../src/convert/estargz.js";
 import { gunzipSync } from "node:zlib";
-import { TestContainerd } from "../support/containerd.js";
+import type { TestContainerd } from "../support/containerd.js";
 import { startCountingProxy, type CountingProxy } from "../support/counting-proxy.js";
 import { buildAndPushImage, layerBytes } from "../support/images.js";
 import { getBlob, getManifest } from "../support/oci-images.js";
-import { waitFor } from "../support/ports.js";
+import { startLazyNode, type LazyNode } from "../support/lazy-node.js";
 import { registryAvailable, startRegistry, type RunningRegistry } from "../support/registry.js";
 
-const SNAPSHOTTER = ".tmp/bin/apparate-test-snapshotter";
 const canRun = registryAvailable && process.getuid?.() === 0 && existsSync("/dev/fuse") && existsSync("/usr/bin/containerd") && existsSync("/usr/bin/ctr-remote");
 
 describe.skipIf(!canRun && process.env.CI !== "true")("an image made by apparate convert, pulled lazily through the stargz snapshotter (oracle 4)", () => {
@@ -26,29 +24,20 @@ describe.skipIf(!canRun && process.env.CI !== "true")("an image made by apparate
   let reg: RunningRegistry;
   let proxy: CountingProxy;
   let ctd: TestContainerd;
-  let sn: ChildProcess;
+  let node: LazyNode;
 
   beforeAll(async () => {
-    execFileSync("bash", ["test/support/build-snapshotter.sh"], { stdio: "inherit" });
     dir = mkdtempSync(join(tmpdir(), "apparate-convert-lazy-"));
     reg = await startRegistry();
     proxy = await startCountingProxy(reg.host);
-    const sock = join(dir, "sn", "stargz.sock");
-    sn = spawn(SNAPSHOTTER, ["--address", sock, "--root", join(dir, "sn", "root"), "--plain-http", `${proxy.host},${reg.host}`], { stdio: "ignore" });
-    await waitFor(async () => existsSync(sock), 30_000, "the snapshotter socket");
-    const configPath = join(dir, "containerd.toml");
-    writeFileSync(configPath, `version = 2\nroot = "${dir}/ctd/root"\nstate = "${dir}/ctd/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "${dir}/ctd/containerd.sock"\n[proxy_plugins.stargz]\ntype = "snapshot"\naddress = "${sock}"\n`);
-    ctd = new TestContainerd(join(dir, "ctd"), configPath);
-    await ctd.start();
+    node = await startLazyNode(dir, { plainHttp: [proxy.host, reg.host], cri: false });
+    ctd = node.ctd;
     // busybox, a small file, and 24 MiB that the command never reads.
     await buildAndPushImage(join(dir, "img"), `${reg.host}/lazy/app:1.0`, 24 << 20);
   }, 300_000);
 
   afterAll(async () => {
-    await ctd?.stop();
-    sn?.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 500));
-    try { execFileSync("bash", ["-c", `grep -o '${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]); } catch { /* none */ }
+    await node?.stop();
     await proxy?.stop();
     await reg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -4,23 +4,21 @@
 // names is pulled lazily through the stargz snapshotter (bytes at a counting proxy in front
 // of the registry, FUSE mounts) and runs, and containerd's CRI pulls that reference.
 // Negative control: X, pulled without the snapshotter, is fetched in full.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { TestContainerd } from "../support/containerd.js";
+import type { TestContainerd } from "../support/containerd.js";
 import { startCountingProxy, type CountingProxy } from "../support/counting-proxy.js";
 import { criPull } from "../support/cri-client.js";
 import { buildAndPushImage, layerBytes } from "../support/images.js";
 import { getManifest } from "../support/oci-images.js";
-import { waitFor } from "../support/ports.js";
+import { startLazyNode, type LazyNode } from "../support/lazy-node.js";
 import { registryAvailable, startRegistry, type RunningRegistry } from "../support/registry.js";
 import { decodePatch, review, startWebhook, type TestWebhook } from "../support/webhook.js";
 
-const SNAPSHOTTER = ".tmp/bin/apparate-test-snapshotter";
 const canRun = registryAvailable && process.getuid?.() === 0 && existsSync("/dev/fuse") && existsSync("/usr/bin/containerd") && existsSync("/usr/bin/ctr-remote");
 
 describe.skipIf(!canRun && process.env.CI !== "true")("a digest-pinned pod, accelerated, pulled lazily through the stargz snapshotter and by CRI", () => {
@@ -28,48 +26,23 @@ describe.skipIf(!canRun && process.env.CI !== "true")("a digest-pinned pod, acce
   let reg: RunningRegistry;
   let proxy: CountingProxy;
   let ctd: TestContainerd;
-  let sn: ChildProcess;
+  let node: LazyNode;
   let hook: TestWebhook;
 
   beforeAll(async () => {
-    execFileSync("bash", ["test/support/build-snapshotter.sh"], { stdio: "inherit" });
     dir = mkdtempSync(join(tmpdir(), "apparate-pinned-lazy-"));
     reg = await startRegistry();
     proxy = await startCountingProxy(reg.host);
-    const sock = join(dir, "sn", "stargz.sock");
-    sn = spawn(SNAPSHOTTER, ["--address", sock, "--root", join(dir, "sn", "root"), "--plain-http", `${proxy.host},${reg.host}`], { stdio: "ignore" });
-    await waitFor(async () => existsSync(sock), 30_000, "the snapshotter socket");
     // CRI on, its snapshotter the stargz proxy plugin, the registry plain HTTP through hosts.toml.
-    const certs = join(dir, "certs.d");
-    mkdirSync(join(certs, proxy.host), { recursive: true });
-    writeFileSync(join(certs, proxy.host, "hosts.toml"), `server = "http://${proxy.host}"\n[host."http://${proxy.host}"]\ncapabilities = ["pull", "resolve"]\n`);
-    const configPath = join(dir, "containerd.toml");
-    writeFileSync(configPath, `version = 2
-root = "${dir}/ctd/root"
-state = "${dir}/ctd/state"
-[grpc]
-address = "${dir}/ctd/containerd.sock"
-[proxy_plugins.stargz]
-type = "snapshot"
-address = "${sock}"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-snapshotter = "stargz"
-disable_snapshot_annotations = false
-[plugins."io.containerd.grpc.v1.cri".registry]
-config_path = "${certs}"
-`);
-    ctd = new TestContainerd(join(dir, "ctd"), configPath);
-    await ctd.start();
+    node = await startLazyNode(dir, { plainHttp: [proxy.host, reg.host], cri: true });
+    ctd = node.ctd;
     await buildAndPushImage(join(dir, "img"), `${reg.host}/lazy/pinned:1.0`, 24 << 20);
     hook = await startWebhook({ namespaces: ["default"], acceleration: { registries: [proxy.host], digestPinned: true, placement: { mode: "none" } }, registry: { plainHttp: [proxy.host] } });
   }, 300_000);
 
   afterAll(async () => {
     await hook?.stop();
-    await ctd?.stop();
-    sn?.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 500));
-    try { execFileSync("bash", ["-c", `grep -o '${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`]); } catch { /* none */ }
+    await node?.stop();
     await proxy?.stop();
     await reg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
