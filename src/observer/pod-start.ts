@@ -107,6 +107,16 @@ export interface ImageStatus {
  * or rewritten?), the node (does it lazy-load?) and the webhook's own rules.
  */
 export function imageStatus(pod: V1Pod, image: string, nodeAccelerated: boolean, config: Config): ImageStatus {
+  return imageStatusOf(originalImagesOf(pod), image, nodeAccelerated, config);
+}
+
+/** The images the user wrote where the webhook rewrote them (apparate.io/original-images); empty when none. */
+export function originalImagesOf(pod: V1Pod): string[] {
+  return Object.values(safeJson(pod.metadata?.annotations?.[ANNOTATION_ORIGINAL_IMAGES])).filter((v) => typeof v === "string");
+}
+
+/** imageStatus from the images the user wrote (what the observer keeps of a pod). */
+export function imageStatusOf(originals: readonly string[], image: string, nodeAccelerated: boolean, config: Config): ImageStatus {
   const suffix = config.acceleration.tagSuffix;
   let ref: ReturnType<typeof parseReferenceCached>;
   try { ref = parseReferenceCached(image); } catch { return { status: "not accelerated", advice: "not an image reference" }; }
@@ -120,7 +130,7 @@ export function imageStatus(pod: V1Pod, image: string, nodeAccelerated: boolean,
   // A rewritten image is judged by the name the user wrote (recorded by the webhook).
   let judged = ref;
   if (rewritten) {
-    for (const o of Object.values(safeJson(pod.metadata?.annotations?.[ANNOTATION_ORIGINAL_IMAGES]))) {
+    for (const o of originals) {
       try {
         const r = parseReferenceCached(o);
         if (ref.path.endsWith(r.path) && (r.tag ?? DEFAULT_TAG) === (ref.tag ?? DEFAULT_TAG)) { judged = r; break; }
@@ -138,4 +148,37 @@ function safeJson(raw: string | undefined): Record<string, string> {
     const v = JSON.parse(raw) as unknown;
     return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, string>) : {};
   } catch { return {}; }
+}
+
+/**
+ * What the observer keeps of a pod until it records its start: only what the report
+ * needs (a few hundred bytes), never the object (several KiB), so that the Lease
+ * holder's memory stays small in a cluster of 100,000 pods.
+ */
+export interface PodStartRecord {
+  namespace: string;
+  node: string;
+  acceleration: Acceleration;
+  /** ms since epoch; undefined while not Ready. */
+  readyAt: number | undefined;
+  phases: Partial<Record<Phase, number>>;
+  /** apparate.io/original-images' values, only where the webhook wrote it. */
+  originals?: string[];
+  /** Succeeded or Failed without being Ready: its start will never be recorded. */
+  finished: boolean;
+}
+
+export function podStartRecord(pod: V1Pod): PodStartRecord {
+  const ready = readyAt(pod);
+  const originals = originalImagesOf(pod);
+  const phase = pod.status?.phase;
+  return {
+    namespace: pod.metadata?.namespace ?? "",
+    node: pod.spec?.nodeName ?? "",
+    acceleration: accelerationOf(pod),
+    readyAt: ready,
+    phases: phasesOf(pod),
+    ...(originals.length > 0 ? { originals } : {}),
+    finished: ready === undefined && (phase === "Succeeded" || phase === "Failed"),
+  };
 }

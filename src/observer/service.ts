@@ -12,6 +12,7 @@ import { startStartObserver, type StartObserver } from "./watcher.js";
 
 export interface ObserverService {
   observer: StartObserver;
+  recorder: StartRecorder;
   routes: FastifyPluginAsync;
   stop(): Promise<void>;
 }
@@ -35,5 +36,5 @@ export function startObserverService(kc: KubeConfig, config: Config, logger: Log
       return { identity, leader: observer.leader(), ...(holder ? { holder } : {}), starts: recorder.window() };
     });
   };
-  return { observer, routes, stop: () => observer.stop() };
+  return { observer, recorder, routes, stop: () => observer.stop() };
 }

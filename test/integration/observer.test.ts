@@ -161,7 +161,10 @@ describe("start-latency observer against the API stand-in", () => {
   it("a second replica without the Lease counts nothing, and takes over only once the holder stops renewing", async () => {
     const b = running.at(-1)!;
     const c = observer("replica-c");
-    await waitFor(async () => c.o.synced(), 10_000, "observer informers to sync");
+    await c.o.tick();
+    // Not the holder: no watch, nothing held (issue 25: non-leaders hold no pod cache).
+    expect(c.o.holding()).toEqual({ watching: false, pods: 0, podsWithPulls: 0, labelledNodes: 0 });
+    expect(c.o.synced()).toBe(false);
     replay("during", T0 + 40_000, { images: ["nginx:1.27", "sidecar:1"], messages: ['Successfully pulled image "nginx:1.27" in 1s'] });
     await new Promise((r) => setTimeout(r, 300));
     clock = T0 + 70_000;
@@ -181,6 +184,9 @@ describe("start-latency observer against the API stand-in", () => {
     clock = T0 + 90_000;
     await c.o.tick();
     expect(c.o.leader()).toBe(true);
+    // The new holder starts its watches now, and records once they have synced.
+    await waitFor(async () => c.o.synced(), 10_000, "the new holder's watches to sync");
+    await c.o.tick();
     expect(c.recorder.window().map((s) => s.uid)).toEqual(["uid-after"]);
     expect(api.get("leases", "apparate-observer", "apparate-system", "coordination.k8s.io")!.spec.leaseTransitions).toBeGreaterThanOrEqual(2);
     expect(logs.join("")).toContain("observer lease acquired");

@@ -7,6 +7,11 @@
 // first, as the garbage collector does). batch/v1 Jobs get the API server's defaults
 // and name rule; the test's job controller (job-controller.ts) plays the Job
 // controller. It can go away and come back on the same port.
+// At cluster scale (100,000 pods): lists are paged (limit/continue over a snapshot
+// taken by the first page, 410 Expired once it is forgotten), clients may ask for
+// metadata only (Accept: ...;as=PartialObjectMetadataList / PartialObjectMetadata), and a
+// selector watch sees an object that stops matching as DELETED and one that starts
+// matching as ADDED, as kube-apiserver's watch cache sends them.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
@@ -16,7 +21,25 @@ import { freePort } from "./ports.js";
 
 export interface ResourceType { group: string; version: string; plural: string; kind: string; namespaced: boolean; /** metadata.generation counts spec changes, as for workloads */ generation?: boolean }
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; [k: string]: any };
-interface WatchEvent { type: "ADDED" | "MODIFIED" | "DELETED"; object: Obj; rv: number }
+interface WatchEvent { type: "ADDED" | "MODIFIED" | "DELETED"; object: Obj; rv: number; /** the object before a MODIFIED */ prev?: Obj }
+
+/** The watch event a selector watch sees for `ev` (kube-apiserver's cacheWatcher): undefined when none. */
+function selected(ev: WatchEvent, match: (o: Obj) => boolean): WatchEvent["type"] | undefined {
+  const now = match(ev.object);
+  if (ev.type !== "MODIFIED" || !ev.prev) return now ? ev.type : undefined;
+  const before = match(ev.prev);
+  if (before && now) return "MODIFIED";
+  if (now) return "ADDED";
+  if (before) return "DELETED";
+  return undefined;
+}
+
+const META_API = "meta.k8s.io/v1";
+/** Whether an Accept header asks for metadata only (client-go's metadata client's form). */
+function wantsMetadata(accept: string | undefined, kind: "PartialObjectMetadata" | "PartialObjectMetadataList"): boolean {
+  return (accept ?? "").split(",").some((m) => m.split(";").map((x) => x.trim()).includes(`as=${kind}`));
+}
+const metadataOf = (o: Obj): Obj => ({ apiVersion: META_API, kind: "PartialObjectMetadata", metadata: o.metadata });
 
 export const BUILTIN_TYPES: ResourceType[] = [
   { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false },
@@ -64,7 +87,7 @@ function admitJob(o: Obj): string | undefined {
   return undefined;
 }
 
-interface Watcher { res: ServerResponse; type: ResourceType; ns?: string; match: (o: Obj) => boolean; bookmarks?: NodeJS.Timeout }
+interface Watcher { res: ServerResponse; type: ResourceType; ns?: string; match: (o: Obj) => boolean; bookmarks?: NodeJS.Timeout; metadataOnly?: boolean }
 
 function status(code: number, reason: string, message: string) {
   return { apiVersion: "v1", kind: "Status", metadata: {}, status: "Failure", message, reason, code };
@@ -82,10 +105,11 @@ function parseSelector(sel: string | null, get: (o: Obj, k: string) => string | 
   return (o) => terms.every((t) => t(o));
 }
 
-function fieldValue(o: Obj, path: string): string | undefined {
+/** A field selector's value: "" for a field the object does not set (spec.nodeName of an unscheduled pod). */
+function fieldValue(o: Obj, path: string): string {
   let cur: any = o;
   for (const p of path.split(".")) cur = cur?.[p];
-  return cur === undefined ? undefined : String(cur);
+  return cur === undefined || cur === null ? "" : String(cur);
 }
 
 /** RFC 7386 merge patch, plus strategic merge of object lists keyed by "name". */
@@ -112,12 +136,20 @@ export class KubeApiStandIn {
   readonly types: ResourceType[];
   private readonly store = new Map<string, Map<string, Obj>>();
   private history: Map<string, WatchEvent[]> = new Map();
+  /** Per type, the newest resourceVersion whose event is forgotten: a watch from before it gets 410 Gone. */
+  private readonly compactedAt = new Map<string, number>();
   private readonly watchers = new Set<Watcher>();
   private rv = 100;
   private server?: Server;
   port = 0;
   /** Requests by "VERB path" (without query), for assertions. */
   readonly requests: string[] = [];
+  /** Requests with their query and bearer token (which client made them), for assertions. */
+  readonly calls: Array<{ method: string; path: string; query: string; accept?: string; token?: string }> = [];
+  /** List snapshots by continue token's id: a paged list reads the state of its first page. */
+  private readonly snapshots = new Map<string, { items: Obj[]; rv: number; at: number }>();
+  /** How long a paged list's snapshot is kept (kube-apiserver: about 5 minutes of etcd history). */
+  snapshotTtlMs = 300_000;
   bookmarkIntervalMs = 200;
   /** Watches answered with 410 Gone. */
   goneCount = 0;
@@ -158,8 +190,8 @@ export class KubeApiStandIn {
 
   /** Forgets the event history: watches from an older resourceVersion now get 410 Gone. */
   compact(): void {
-    for (const k of this.history.keys()) this.history.set(k, []);
     this.rv += 10;
+    for (const k of this.history.keys()) { this.history.set(k, []); this.compactedAt.set(k, this.rv); }
   }
 
   kubeConfig(): KubeConfig {
@@ -192,6 +224,29 @@ export class KubeApiStandIn {
     const key = this.objKey(t, obj.metadata.namespace, obj.metadata.name);
     const exists = this.store.get(this.typeKey(t))!.has(key);
     return this.write(t, key, obj, exists ? "MODIFIED" : "ADDED");
+  }
+
+  /**
+   * A cluster's starting state in bulk (100,000 pods): the objects are stored as given,
+   * not copied, and make no watch events (a watch from before gets 410 Gone, as after
+   * compaction).
+   */
+  load(plural: string, objects: Obj[], group = ""): void {
+    const t = this.type(plural, group);
+    const bucket = this.store.get(this.typeKey(t))!;
+    const apiVersion = t.group ? `${t.group}/${t.version}` : t.version;
+    const created = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    for (const o of objects) {
+      o.apiVersion = apiVersion;
+      o.kind = t.kind;
+      o.metadata.uid ??= randomUUID();
+      o.metadata.creationTimestamp ??= created;
+      if (t.namespaced) o.metadata.namespace ??= "default"; else delete o.metadata.namespace;
+      o.metadata.resourceVersion = String(++this.rv);
+      bucket.set(this.objKey(t, o.metadata.namespace, o.metadata.name), o);
+    }
+    this.history.set(this.typeKey(t), []);
+    this.compactedAt.set(this.typeKey(t), this.rv);
   }
 
   get(plural: string, name: string, namespace?: string, group = ""): Obj | undefined {
@@ -233,21 +288,25 @@ export class KubeApiStandIn {
     else o.metadata.namespace ??= "default";
     o.metadata.resourceVersion = String(++this.rv);
     this.store.get(this.typeKey(t))!.set(key, o);
-    this.emit(t, { type, object: o, rv: this.rv });
+    this.emit(t, { type, object: o, rv: this.rv, ...(prev ? { prev } : {}) });
     return structuredClone(o);
   }
 
   private emit(t: ResourceType, ev: WatchEvent): void {
     const h = this.history.get(this.typeKey(t))!;
     h.push(ev);
-    if (h.length > 1000) h.shift();
+    if (h.length > 1000) this.compactedAt.set(this.typeKey(t), h.shift()!.rv);
     for (const l of this.listeners) l(ev.type, t.plural, structuredClone(ev.object));
     for (const w of this.watchers) {
       if (w.type !== t) continue;
       if (w.ns && ev.object.metadata.namespace !== w.ns) continue;
-      if (!w.match(ev.object)) continue;
-      w.res.write(JSON.stringify({ type: ev.type, object: ev.object }) + "\n");
+      this.send1(w, ev);
     }
+  }
+
+  private send1(w: Watcher, ev: WatchEvent): void {
+    const type = selected(ev, w.match);
+    if (type) w.res.write(JSON.stringify({ type, object: w.metadataOnly ? metadataOf(ev.object) : ev.object }) + "\n");
   }
 
   private route(path: string): { t: ResourceType; ns?: string; name?: string; sub?: string } | undefined {
@@ -285,6 +344,8 @@ export class KubeApiStandIn {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const u = new URL(req.url ?? "/", "http://x");
     this.requests.push(`${req.method} ${u.pathname}`);
+    const auth = req.headers.authorization;
+    this.calls.push({ method: req.method ?? "", path: u.pathname, query: u.search, ...(req.headers.accept ? { accept: req.headers.accept } : {}), ...(auth?.startsWith("Bearer ") ? { token: auth.slice(7) } : {}) });
     const r = this.route(u.pathname);
     if (!r) { this.send(res, 404, status(404, "NotFound", `the server could not find the requested resource ${u.pathname}`)); return; }
     const { t, ns, name } = r;
@@ -295,13 +356,12 @@ export class KubeApiStandIn {
           if (name) {
             const o = bucket.get(this.objKey(t, ns, name));
             if (!o) { this.send(res, 404, status(404, "NotFound", `${t.plural} "${name}" not found`)); return; }
-            this.send(res, 200, o);
+            this.send(res, 200, wantsMetadata(req.headers.accept, "PartialObjectMetadata") ? metadataOf(o) : o);
             return;
           }
           const match = this.matcher(u.searchParams);
           if (u.searchParams.get("watch") === "true" || u.searchParams.get("watch") === "1") { this.watch(req, res, t, ns, match, u.searchParams); return; }
-          const items = [...bucket.values()].filter((o) => (!ns || o.metadata.namespace === ns) && match(o));
-          this.send(res, 200, { apiVersion: t.group ? `${t.group}/${t.version}` : t.version, kind: `${t.kind}List`, metadata: { resourceVersion: String(this.rv) }, items });
+          this.serveList(req, res, t, bucket, ns, match, u.searchParams);
           return;
         }
         case "POST": {
@@ -378,24 +438,66 @@ export class KubeApiStandIn {
     }
   }
 
+  /** A list, paged when asked (limit/continue) over a snapshot taken by the first page. */
+  private serveList(req: IncomingMessage, res: ServerResponse, t: ResourceType, bucket: Map<string, Obj>, ns: string | undefined, match: (o: Obj) => boolean, q: URLSearchParams): void {
+    const limit = Number(q.get("limit") ?? "0");
+    const cont = q.get("continue");
+    let snap: { items: Obj[]; rv: number; at: number };
+    let offset = 0;
+    let id: string;
+    if (cont) {
+      let token: { id?: string; offset?: number } = {};
+      try { token = JSON.parse(Buffer.from(cont, "base64url").toString("utf8")) as typeof token; } catch { /* answered below */ }
+      const found = token.id ? this.snapshots.get(token.id) : undefined;
+      if (!found || Date.now() - found.at > this.snapshotTtlMs) {
+        if (token.id) this.snapshots.delete(token.id);
+        this.send(res, 410, status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+        return;
+      }
+      snap = found;
+      id = token.id!;
+      offset = token.offset ?? 0;
+    } else {
+      // Objects are replaced, never changed in place, on write: the array is a consistent snapshot.
+      snap = { items: [...bucket.values()].filter((o) => (!ns || o.metadata.namespace === ns) && match(o)), rv: this.rv, at: Date.now() };
+      id = randomUUID();
+    }
+    const end = limit > 0 ? Math.min(snap.items.length, offset + limit) : snap.items.length;
+    const more = end < snap.items.length;
+    if (more) {
+      this.snapshots.set(id, snap);
+      for (const [k, v] of this.snapshots) if (Date.now() - v.at > this.snapshotTtlMs) this.snapshots.delete(k);
+    } else this.snapshots.delete(id);
+    const metadataOnly = wantsMetadata(req.headers.accept, "PartialObjectMetadataList");
+    const page = snap.items.slice(offset, end);
+    const metadata = { resourceVersion: String(snap.rv), ...(more ? { continue: Buffer.from(JSON.stringify({ id, offset: end })).toString("base64url"), remainingItemCount: snap.items.length - end } : {}) };
+    if (metadataOnly) {
+      res.writeHead(200, { "content-type": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1" })
+        .end(JSON.stringify({ apiVersion: META_API, kind: "PartialObjectMetadataList", metadata, items: page.map(metadataOf) }));
+      return;
+    }
+    this.send(res, 200, { apiVersion: t.group ? `${t.group}/${t.version}` : t.version, kind: `${t.kind}List`, metadata, items: page });
+  }
+
   private watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, match: (o: Obj) => boolean, q: URLSearchParams): void {
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
     res.flushHeaders();
     const from = Number(q.get("resourceVersion") ?? "0");
     const hist = this.history.get(this.typeKey(t))!;
-    const oldest = hist.length > 0 ? hist[0]!.rv : this.rv + 1;
-    if (from > 0 && from < oldest - 1 && from < this.rv) {
+    const compacted = this.compactedAt.get(this.typeKey(t)) ?? 0;
+    if (from > 0 && from < compacted) {
       // The requested version is older than the history kept: 410 Gone, as etcd compaction gives.
       this.goneCount++;
-      res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${oldest - 1})`) }) + "\n");
+      res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${compacted})`) }) + "\n");
       return;
     }
-    const w: Watcher = { res, type: t, ...(ns ? { ns } : {}), match };
+    const metadataOnly = wantsMetadata(req.headers.accept, "PartialObjectMetadata");
+    const w: Watcher = { res, type: t, ...(ns ? { ns } : {}), match, ...(metadataOnly ? { metadataOnly } : {}) };
     if (from > 0) {
-      for (const ev of hist) if (ev.rv > from && (!ns || ev.object.metadata.namespace === ns) && match(ev.object)) res.write(JSON.stringify({ type: ev.type, object: ev.object }) + "\n");
+      for (const ev of hist) if (ev.rv > from && (!ns || ev.object.metadata.namespace === ns)) this.send1(w, ev);
     } else {
       // resourceVersion unset or 0: synthetic ADDED for the current state, then live events.
-      for (const o of this.store.get(this.typeKey(t))!.values()) if ((!ns || o.metadata.namespace === ns) && match(o)) res.write(JSON.stringify({ type: "ADDED", object: o }) + "\n");
+      for (const o of this.store.get(this.typeKey(t))!.values()) if ((!ns || o.metadata.namespace === ns) && match(o)) res.write(JSON.stringify({ type: "ADDED", object: metadataOnly ? metadataOf(o) : o }) + "\n");
     }
     if (q.get("allowWatchBookmarks") === "true") {
       w.bookmarks = setInterval(() => {
