@@ -328,9 +328,59 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(ofKind(objs, "MutatingWebhookConfiguration")[0]!.webhooks[0].matchConditions).toEqual([{ name: "exclude-leases", expression: "!(request.resource.group == 'coordination.k8s.io')" }]);
     const [np] = ofKind(objs, "NetworkPolicy");
     expect(np!.spec.ingress.map((i: any) => i.ports[0].port)).toEqual([8443, 9090]);
-    expect(np!.spec.ingress[1].from).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
+    expect(np!.spec.ingress[1].from.slice(1)).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
     const ep = ofKind(objs, "ServiceMonitor")[0]!.spec.endpoints[0];
     expect(ep).toMatchObject({ scrapeTimeout: "10s", relabelings: [{ targetLabel: "node" }], metricRelabelings: [{ action: "drop" }] });
+  });
+
+  describe("NetworkPolicy: on by default, the narrowest rule that still lets any API server in", () => {
+    const policy = (args: string[] = []) => {
+      const objs = render(args);
+      const nps = ofKind(objs, "NetworkPolicy");
+      return { objs, nps, np: nps[0] };
+    };
+    const labelsMatch = (sel: Record<string, string>, labels: Record<string, string>) => Object.entries(sel).every(([k, v]) => labels[k] === v);
+
+    it("default: ingress to the webhook pods only, the webhook port from any source, the metrics port only from the helm test pod", () => {
+      const { objs, nps, np } = policy();
+      expect(nps).toHaveLength(1);
+      expect(np!.spec.policyTypes).toEqual(["Ingress"]);
+      const dep = ofKind(objs, "Deployment")[0]!;
+      const webhookLabels = dep.spec.template.metadata.labels;
+      expect(labelsMatch(np!.spec.podSelector.matchLabels, webhookLabels)).toBe(true);
+      // It selects the webhook alone: the node agents and the converter keep their own rules.
+      for (const ds of ofKind(objs, "DaemonSet")) expect(labelsMatch(np!.spec.podSelector.matchLabels, ds.spec.template.metadata.labels)).toBe(false);
+      const ports = dep.spec.template.spec.containers[0].ports.map((p: any) => p.containerPort).sort();
+      expect(np!.spec.ingress.map((r: any) => r.ports.map((p: any) => p.port)).flat().sort()).toEqual(ports);
+      const [webhookRule, metricsRule] = np!.spec.ingress;
+      expect(webhookRule).toEqual({ ports: [{ port: 8443, protocol: "TCP" }] });
+      expect(metricsRule.ports).toEqual([{ port: 9090, protocol: "TCP" }]);
+      expect(metricsRule.from).toHaveLength(1);
+      // The helm test pod (it reads /readyz on the metrics port) is the one peer, and no other pod of the chart is.
+      const testPod = ofKind(objs, "Pod").find((p) => hookOf(p) === "test")!;
+      expect(labelsMatch(metricsRule.from[0].podSelector.matchLabels, testPod.metadata.labels ?? {})).toBe(true);
+      expect(labelsMatch(metricsRule.from[0].podSelector.matchLabels, webhookLabels)).toBe(false);
+      expect(metricsRule.from[0].namespaceSelector).toBeUndefined();
+    });
+
+    it("metricsNamespaceSelector and metricsFrom add peers to the metrics port only; webhookFrom narrows the webhook port", () => {
+      const { np } = policy(["--set-json", 'networkPolicy.metricsNamespaceSelector={"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}',
+        "--set-json", 'networkPolicy.metricsFrom=[{"ipBlock":{"cidr":"10.9.0.0/16"}}]', "--set-json", 'networkPolicy.webhookFrom=[{"ipBlock":{"cidr":"172.20.0.0/16"}}]']);
+      const [webhookRule, metricsRule] = np!.spec.ingress;
+      expect(webhookRule.from).toEqual([{ ipBlock: { cidr: "172.20.0.0/16" } }]);
+      expect(metricsRule.from.slice(1)).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }, { ipBlock: { cidr: "10.9.0.0/16" } }]);
+    });
+
+    it("a ServiceMonitor with nobody allowed to scrape is refused at render, naming the values to set; negative control: with a selector it renders", () => {
+      const api = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"];
+      expect(renderError(["--set", "metrics.serviceMonitor.enabled=true", ...api])).toMatch(/networkPolicy\.metricsNamespaceSelector/);
+      expect(ofKind(render(["--set", "metrics.serviceMonitor.enabled=true", "--set-json", 'networkPolicy.metricsNamespaceSelector={"matchLabels":{"team":"obs"}}', ...api]), "ServiceMonitor")).toHaveLength(1);
+      expect(ofKind(render(["--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=false", ...api]), "ServiceMonitor")).toHaveLength(1);
+    });
+
+    it("networkPolicy.enabled=false renders none", () => {
+      expect(policy(["--set", "networkPolicy.enabled=false"]).nps).toEqual([]);
+    });
   });
 
   it("checksums: a webhook-only change rolls only the webhook, a node-only change only the agents", () => {

@@ -221,4 +221,8 @@ securityContext: {{- toYaml (mergeOverwrite $base (deepCopy (.Values.webhook.pod
 {{- if and .Values.metrics.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}
 {{- fail "metrics.serviceMonitor.enabled needs the Prometheus Operator, but this cluster serves no monitoring.coreos.com/v1 ServiceMonitor: install it first, or set metrics.serviceMonitor.enabled=false (with helm template: --api-versions monitoring.coreos.com/v1/ServiceMonitor)" -}}
 {{- end -}}
+{{- $np := .Values.networkPolicy -}}
+{{- if and .Values.metrics.serviceMonitor.enabled $np.enabled (not $np.metricsNamespaceSelector) (not $np.metricsFrom) -}}
+{{- fail "metrics.serviceMonitor.enabled with networkPolicy.enabled: the NetworkPolicy lets nobody reach the metrics port unless told who scrapes it. Set networkPolicy.metricsNamespaceSelector to Prometheus' namespace (e.g. {matchLabels: {kubernetes.io/metadata.name: monitoring}}) or networkPolicy.metricsFrom" -}}
+{{- end -}}
 {{- end -}}
