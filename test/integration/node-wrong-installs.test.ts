@@ -8,7 +8,7 @@ import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { parse } from "smol-toml";
+import { parse, type TomlTable as Table } from "smol-toml";
 import { parseConfig } from "../../src/nodeagent/containerd-config.js";
 import { NodeAgent } from "../../src/nodeagent/agent.js";
 import { Installer } from "../../src/nodeagent/installer.js";
@@ -38,6 +38,25 @@ function withoutApparateKeys(cfg: any): any {
   return c;
 }
 
+/**
+ * A sandboxed node under `root`: the config at /etc/containerd/config.toml, the installer with
+ * the chart's paths, and a real containerd 1.6 that runs what the installer leaves live
+ * (or what `live` says, for a test that freezes the file).
+ */
+function sandboxNode(root: string, original: string, o: { snapshotterSocket?: string; verifyTimeoutMs?: number; live?: () => Table | undefined } = {}) {
+  mkdirSync(join(root, "etc/containerd"), { recursive: true });
+  const live = join(root, "etc/containerd/config.toml");
+  writeFileSync(live, original);
+  let installer: Installer | undefined;
+  const ctd = new SandboxedContainerd(join(root, "ctd"), () => o.live?.() ?? installer!.effectiveLive(), join(root, "etc/containerd"));
+  installer = new Installer({
+    hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
+    snapshotterSocket: o.snapshotterSocket ?? "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
+    mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node", ...(o.verifyTimeoutMs ? { verifyTimeoutMs: o.verifyTimeoutMs } : {}),
+  }, ctd, logger);
+  return { live, ctd, installer };
+}
+
 describe.skipIf(!canRun)("(a) a version-1 file naming CRI twice, on the real containerd 1.6", () => {
   let base: string;
   beforeAll(() => { base = mkdtempSync(join(tmpdir(), "apparate-wrong-a-")); });
@@ -55,16 +74,7 @@ describe.skipIf(!canRun)("(a) a version-1 file naming CRI twice, on the real con
 
   it("the CRI config containerd runs after install equals the original's except for apparate's keys; uninstall gives the bytes back", async () => {
     const root = join(base, "node");
-    mkdirSync(join(root, "etc/containerd"), { recursive: true });
-    const live = join(root, "etc/containerd/config.toml");
-    writeFileSync(live, original);
-    let installer: Installer | undefined;
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
-    installer = new Installer({
-      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
-      mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { live, ctd, installer } = sandboxNode(root, original);
     await ctd.start();
     try {
       const before = await criConfig(ctd.socket);
@@ -235,18 +245,9 @@ describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and 
     expect(regenerated).toContain("pause:3.10");
     expect(regenerated).toContain("runtimes.kata]");
     const root = join(base, name);
-    mkdirSync(join(root, "etc/containerd"), { recursive: true });
-    const live = join(root, "etc/containerd/config.toml");
-    writeFileSync(live, original);
-    writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
-    let installer: Installer | undefined;
     const frozen = { text: undefined as string | undefined };
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => (frozen.text !== undefined ? parseConfig(frozen.text) : installer!.effectiveLive()), join(root, "etc/containerd"));
-    installer = new Installer({
-      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
-      mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node", verifyTimeoutMs: 3000,
-    }, ctd, logger);
+    const { live, ctd, installer } = sandboxNode(root, original, { verifyTimeoutMs: 3000, live: () => (frozen.text !== undefined ? parseConfig(frozen.text) : undefined) });
+    writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
     await ctd.start();
     expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true, changed: true });
     // Config management writes its new version over apparate's and restarts containerd.
@@ -284,16 +285,8 @@ describe.skipIf(!canRun)("(c) a config regenerated after install: uninstall and 
 
   it("negative control: without a regeneration, uninstall restores the backup bytes (outcome restored)", async () => {
     const root = join(base, "plain");
-    mkdirSync(join(root, "etc/containerd"), { recursive: true });
-    const live = join(root, "etc/containerd/config.toml");
-    writeFileSync(live, original);
+    const { live, ctd, installer } = sandboxNode(root, original);
     writeFileSync(join(root, "etc/containerd/cri-base.json"), (await run("ctr", ["oci", "spec"])).stdout);
-    let installer: Installer | undefined;
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
-    installer = new Installer({
-      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
     await ctd.start();
     try {
       expect(await installer.apply()).toMatchObject({ status: "installed" });
@@ -344,15 +337,7 @@ describe.skipIf(!canRun)("a refused install is reported on the Node (condition, 
 
   it("SnapshotterInUse: condition ApparateLazyLoading=False with the reason, one ApparateSnapshotterInUse Warning event, no label, the file untouched", async () => {
     const original = readFileSync(join(FIXTURES, "nydus-snapshotter-example-v2.toml"), "utf8");
-    mkdirSync(join(root, "etc/containerd"), { recursive: true });
-    const live = join(root, "etc/containerd/config.toml");
-    writeFileSync(live, original);
-    let installer: Installer | undefined;
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"));
-    installer = new Installer({
-      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: join(root, "sn", "stargz.sock"), snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { live, ctd, installer } = sandboxNode(root, original, { snapshotterSocket: join(root, "sn", "stargz.sock") });
     const service = new ProcessSnapshotter({ binary: SNAPSHOTTER_BIN, args: ["--address", join(root, "sn", "stargz.sock"), "--root", join(root, "sn", "root")], socket: join(root, "sn", "stargz.sock"), root: join(root, "sn", "root") }, logger);
     const agent = new NodeAgent({
       installer, runtime: ctd, service, labeler: new NodeLabeler(api.kubeConfig(), "node-1", "cloud.tencent.com/apparate", "true", logger),
