@@ -31,6 +31,12 @@ export interface EditOptions {
    * candidate's dump instead of by comparing sections.
    */
   effectiveIsDump?: boolean;
+  /**
+   * The document the edited one is merged onto key by key (a containerd 2.x drop-in: the
+   * main file with its other imports): where the keys go and whether a config_path is
+   * already set are read from it, not from the drop-in alone.
+   */
+  mergedOnto?: Table;
 }
 
 /** One certs.d/<dir>/hosts.toml apparate derives from legacy settings. */
@@ -348,7 +354,8 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
     throw new ContainerdConfigError("config-version", `containerd ${o.containerdMajor}.x reads config version ${readable.join(" or ")}, the file has version ${have}`, have);
   }
   doc.version = BigInt(have);
-  const p = editPaths(doc, have, o.containerdMajor);
+  const pathDoc = o.mergedOnto ?? doc;
+  const p = editPaths(pathDoc, have, o.containerdMajor);
 
   // Decide on the effective config (after imports): what containerd will really run.
   const eff = effective ? structuredClone(effective) : doc;
@@ -408,7 +415,7 @@ export function applyApparate(text: string, o: EditOptions, effective?: Table): 
   }
   if (registry?.configs && Object.keys(registry.configs).length === 0) delete registry.configs;
   // An existing config_path (maybe several directories) stays; apparate uses the first.
-  const dirs = registryConfigDirs(doc, o.containerdMajor);
+  const dirs = registryConfigDirs(pathDoc, o.containerdMajor);
   if (dirs.length === 0) setTracked([...p.registry, "config_path"], o.certsDir);
   const text2 = renderConfig(doc);
   return { text: text2, changed: text2 !== before, record, hosts, hostsDir: dirs[0] ?? o.certsDir };
@@ -455,23 +462,49 @@ function isApparateValue(path: string[], v: unknown, name: string, socket: strin
 
 /**
  * containerd's merge of `imports` (services/server/config): later files override
- * earlier ones key by key, but a plugin, proxy plugin or stream processor section from
- * an import replaces the whole section.
+ * earlier ones key by key, but a proxy plugin or stream processor section from an
+ * import replaces the whole section, and so does a plugin section on containerd 1.x
+ * (`major` 1); 2.x merges plugin sections key by key (its `config dump` of a drop-in
+ * that sets one key keeps the main file's other keys of that plugin).
  */
-export function effectiveConfig(main: Table, imports: Table[]): Table {
+export function effectiveConfig(main: Table, imports: Table[], major = 1): Table {
   const out = structuredClone(main);
   const v = versionOf(main);
   for (const imp0 of imports) {
     const imp = structuredClone(imp0);
-    if (versionOf(imp) === 1 && v === 2) migrateV1(imp);
+    if (versionOf(imp) === 1 && v === 2) migrateV1Import(imp);
     for (const [k, val] of Object.entries(imp)) {
       if (k === "version" || k === "imports") continue;
-      if (k === "plugins" || k === "proxy_plugins" || k === "stream_processors") {
+      if (k === "plugins" && major >= 2) out[k] = overrideMerge(out[k], val);
+      else if (k === "plugins" || k === "proxy_plugins" || k === "stream_processors") {
         out[k] = { ...(out[k] ?? {}), ...(val as Table) };
       } else out[k] = deepMerge(out[k], val);
     }
   }
   return out;
+}
+
+/**
+ * A version-1 (or version-less) import onto a version-2 main file, as containerd 1.x
+ * reads it: short plugin IDs become URIs, and a section already named by its URI counts
+ * too (unlike in a version-1 main file, see migrateV1): 1.6.20 and 1.7.24 dump Talos's
+ * version-less registry part `plugins."io.containerd.grpc.v1.cri".registry` as CRI's.
+ */
+function migrateV1Import(doc: Table): void {
+  const plugins = doc.plugins as Table | undefined;
+  if (plugins) doc.plugins = Object.fromEntries(Object.entries(plugins).map(([k, v]) => [k.includes(".") ? k : v1PluginUri(k), v]));
+  doc.version = 2;
+}
+
+/** Tables merged key by key, anything else (arrays too) replaced: mergo's WithOverride, as containerd 2.x merges plugin sections. */
+function overrideMerge(a: unknown, b: unknown): unknown {
+  const isTable = (v: unknown): v is Table => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date);
+  if (isTable(a) && isTable(b)) {
+    const o: Table = { ...a };
+    for (const [k, v] of Object.entries(b)) o[k] = overrideMerge(o[k], v);
+    return o;
+  }
+  return b;
 }
 
 function deepMerge(a: unknown, b: unknown): unknown {

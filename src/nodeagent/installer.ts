@@ -10,9 +10,10 @@ import { basename, dirname, isAbsolute, join } from "node:path";
 import { ApparateError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import {
-  applyApparate, criPaths, criSnapshotter, DEFAULT_SNAPSHOTTER, get, registryConfigDirs, type EditOptions, type EditRecord, effectiveConfig, type HostsEntry,
-  legacyToHosts, parseConfig, removeApparate, sameValue, schemaVersionFor, type Table, versionOf,
+  applyApparate, criPaths, criSnapshotter, DEFAULT_SNAPSHOTTER, type EditOptions, type EditRecord, type EditResult, effectiveConfig, get, type HostsEntry,
+  legacyToHosts, parseConfig, registryConfigDirs, removeApparate, renderConfig, sameValue, schemaVersionFor, type Table, versionOf,
 } from "./containerd-config.js";
+import { DROPIN_HEADER, type DropInPlace, decideDropIn, type ImportedFile, withDropIn } from "./dropin.js";
 import { type FileMeta, inHost, metaOf, readIf, resolveHostPath, sha256, writeAtomic } from "./files.js";
 import { configuredHosts, mergeHosts, renderHostsEntry, renderSnapshotterConfig } from "./hosts.js";
 import type { ContainerRuntime } from "./runtime.js";
@@ -56,6 +57,8 @@ export interface State {
   hostsOwned: string[];
   /** Legacy registry entries moved out of config.toml: hosts.toml forever after, given back at uninstall. */
   legacyHosts: HostsEntry[];
+  /** apparate's own drop-in (host path) and what was written to it, when the keys live there instead of in `target`. */
+  dropIn?: { path: string; sha256: string };
   /** A candidate that failed after the restart (rolled back): not tried again. */
   failed?: { sha256: string; reason: string };
   journal: { step: string; at: string }[];
@@ -79,6 +82,7 @@ export const INSTALL_STEPS = ["backup", "hosts", "probe", "write", "restart", "v
 export const UNINSTALL_STEPS = ["config", "restart", "hosts", "cleanup"] as const;
 
 const MARKER = ".apparate";
+const CRI_V2 = "io.containerd.grpc.v1.cri";
 const SNAPSHOTTER = "stargz";
 
 export class Installer {
@@ -112,26 +116,47 @@ export class Installer {
     this.o.afterStep?.(step);
   }
 
+  /** The `imports` patterns as host paths. A relative one is relative to the directory of the path containerd was given (`--config`), not of a symlink's target. */
+  private importPatterns(doc: Table): string[] {
+    return (Array.isArray(doc.imports) ? (doc.imports as string[]) : []).map((p) => (isAbsolute(p) ? p : join(dirname(this.o.containerdConfig), p)));
+  }
+
   /**
-   * containerd's `imports` (globs), parsed, in order. A relative one is relative to the
-   * directory of the path containerd was given (`--config`), not of a symlink's target.
+   * containerd's `imports` (globs), parsed, in containerd's order. apparate's own drop-in
+   * is left out unless `withOwn`: decisions are made on the node's own files.
    */
-  private imports(doc: Table, _target: string): Table[] {
-    const out: Table[] = [];
-    for (const pat0 of Array.isArray(doc.imports) ? (doc.imports as string[]) : []) {
-      const pat = isAbsolute(pat0) ? pat0 : join(dirname(this.o.containerdConfig), pat0);
-      for (const f of globOne(this.h(dirname(pat)), basename(pat))) out.push(parseConfig(readFileSync(f, "utf8"), f));
-    }
+  private importFiles(doc: Table, withOwn = false): ImportedFile[] {
+    const out: ImportedFile[] = [];
+    const own = this.readStateQuiet()?.dropIn?.path;
+    this.importPatterns(doc).forEach((pat, i) => {
+      for (const local of globOne(this.h(dirname(pat)), basename(pat))) {
+        const path = join(dirname(pat), basename(local));
+        const text = readFileSync(local, "utf8");
+        if (!withOwn && (path === own || text.startsWith(DROPIN_HEADER))) continue;
+        out.push({ path, pattern: i, doc: parseConfig(text, local) });
+      }
+    });
     return out;
   }
 
-  /** The live config as containerd runs it (imports merged). */
-  effectiveLive(): Table {
+  private imports(doc: Table, _target: string): Table[] {
+    return this.importFiles(doc).map((f) => f.doc);
+  }
+
+  private readStateQuiet(): State | undefined {
+    try { return this.readState(); } catch { return undefined; }
+  }
+
+  /** The live config as containerd runs it (imports merged, apparate's drop-in included; plugin sections merged as `major` does). */
+  effectiveLive(major = this.major ?? 1): Table {
     const target = this.target;
     const doc = parseConfig(readIf(this.h(target)) ?? "", target);
-    const imports = this.imports(doc, target);
-    return imports.length > 0 ? effectiveConfig(doc, imports) : doc;
+    const imports = this.importFiles(doc, true).map((f) => f.doc);
+    return imports.length > 0 ? effectiveConfig(doc, imports, major) : doc;
   }
+
+  /** The containerd major version the last apply() ran against. */
+  private major?: number;
 
   private editOptions(major: number): EditOptions {
     return { containerdMajor: major, snapshotterSocket: this.o.snapshotterSocket, certsDir: this.o.certsDir, snapshotterName: SNAPSHOTTER, ...(this.o.replaceSnapshotter ? { replaceSnapshotter: true } : {}) };
@@ -140,6 +165,7 @@ export class Installer {
   /** Brings the node to the desired state; restarts containerd when what it runs differs. */
   async apply(): Promise<ApplyResult> {
     const major = await this.runtime.majorVersion();
+    this.major = major;
     const target = this.target;
     const live = this.h(target);
     let state = this.readState();
@@ -148,22 +174,32 @@ export class Installer {
     if (!state) {
       state = { version: 2, target, originalExisted: existsSync(live), record: { previous: [], moved: [] }, hostsDir: this.o.certsDir, hostsOwned: [], legacyHosts: [], journal: [] };
     }
-    // 1. Back the original up once; a later run never overwrites it with apparate's output.
-    const backup = this.backupOf(target);
-    if (!state.original && state.originalExisted) {
-      if (!existsSync(backup)) writeAtomic(backup, readFileSync(live), { ...metaOf(live)!, mode: 0o600 });
-      const b = readFileSync(backup);
-      state.original = { ...(metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 }), sha256: sha256(b) };
-    }
-    this.step(state, "backup");
-
     const doc = parseConfig(current, target);
-    const imports = this.imports(doc, target);
+    const files = this.importFiles(doc);
+    const decision = decideDropIn(doc, this.importPatterns(doc), files, major, (d) => existsSync(this.h(d)));
+    if (decision.mode === "refuse") {
+      this.logger.warn({ reason: decision.reason, config: target }, decision.message);
+      return { status: "refused", reason: decision.reason, message: decision.message };
+    }
+    if (decision.mode === "dropin") {
+      // The main file is not written: what it is now is what uninstall checks it against, no backup needed.
+      if (!state.original && state.originalExisted) state.original = { ...(metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 }), sha256: sha256(readFileSync(live)) };
+      this.step(state, "backup");
+      return this.applyDropIn(state, doc, files, decision.place, major);
+    }
+    // The keys go into the main file now (the node's imports changed): apparate's old drop-in goes.
+    if (state.dropIn) {
+      rmSync(this.h(state.dropIn.path), { force: true });
+      state.dropIn = undefined;
+    }
+    const imports = files.map((f) => f.doc);
     // containerd 2.x reads older schemas through its own migration: decide on what that
     // binary dumps, never on apparate's reading of the file.
     const fromDump = major >= 2;
-    const effective = fromDump ? await this.runtime.configDump(absoluteImports(doc, this.o.containerdConfig)) : imports.length > 0 ? effectiveConfig(doc, imports) : undefined;
-    const edit = applyApparate(current, { ...this.editOptions(major), ...(fromDump ? { effectiveIsDump: true } : {}) }, effective);
+    const effective = fromDump ? await this.runtime.configDump(absoluteImports(doc, this.o.containerdConfig)) : imports.length > 0 ? effectiveConfig(doc, imports, major) : undefined;
+    // On 2.x the imports merge onto the main file key by key: where a key goes, and whether an import already sets config_path, is read from that merge.
+    const mergedOnto = fromDump && imports.length > 0 ? { mergedOnto: effectiveConfig(doc, imports, major) } : {};
+    const edit = applyApparate(current, { ...this.editOptions(major), ...(fromDump ? { effectiveIsDump: true } : {}), ...mergedOnto }, effective);
     if (!edit.refused && edit.changed) {
       // What the binary will read from the candidate, before anything on the node changes.
       const dumped = await this.runtime.configDump(absoluteImports(parseConfig(edit.text), this.o.containerdConfig));
@@ -174,6 +210,16 @@ export class Installer {
       this.logger.warn({ reason: edit.refused.reason, config: target }, edit.refused.message);
       return { status: "refused", ...edit.refused };
     }
+    // 1. Back the original up once (after the decision: a refused node keeps no backup); a
+    // later run never overwrites it with apparate's output.
+    const backup = this.backupOf(target);
+    if (!state.original && state.originalExisted) {
+      if (!existsSync(backup)) writeAtomic(backup, readFileSync(live), { ...metaOf(live)!, mode: 0o600 });
+      const b = readFileSync(backup);
+      state.original = { ...(metaOf(live) ?? { mode: 0o644, uid: 0, gid: 0 }), sha256: sha256(b) };
+    }
+    this.step(state, "backup");
+
     // 2. Moved legacy entries are saved before the file that held them changes. A value
     // this edit replaces is the node's newest (the file was regenerated since): it wins.
     for (const p of edit.record.previous) {
@@ -206,7 +252,7 @@ export class Installer {
         throw new InstallError("candidate-failed-before", `this config was tried and rolled back before: ${state.failed.reason}`, target);
       }
       const cand = parseConfig(edit.text);
-      await this.runtime.probe(imports.length > 0 ? effectiveConfig(cand, imports) : cand);
+      await this.runtime.probe(imports.length > 0 ? effectiveConfig(cand, imports, major) : cand);
       this.step(state, "probe");
       // 4. The live file: same mode and owner, a symlink stays a symlink (its target is written).
       state.writtenSha256 = candidateSha;
@@ -237,6 +283,104 @@ export class Installer {
     }
     this.step(state, "verify");
     return { status: "installed", restarted, changed: mustWrite };
+  }
+
+  /**
+   * apply() where apparate's keys go into its own drop-in (see dropin.ts): the node's
+   * files are not changed. The same steps as for the main file: decide on what the binary
+   * runs without the drop-in, check the candidate's dump, probe, write, restart, verify.
+   */
+  private async applyDropIn(state: State, doc: Table, files: ImportedFile[], place: DropInPlace, major: number): Promise<ApplyResult> {
+    const local = this.h(place.path);
+    const existing = readIf(local);
+    let edit: EditResult;
+    if (major >= 2) {
+      // Merged key by key: apparate's keys only, in the main file's schema.
+      const effective = await this.runtime.configDump(explicitImports(doc, files));
+      edit = applyApparate(`version = ${versionOf(doc)}\n`, { ...this.editOptions(major), effectiveIsDump: true, mergedOnto: effectiveConfig(doc, files.map((f) => f.doc), major) }, effective);
+    } else {
+      // The whole CRI section replaces the imported one: as the node's files make it, plus apparate's keys.
+      const effective = effectiveConfig(doc, files.map((f) => f.doc));
+      const skeleton: Table = { version: 2n, plugins: { [CRI_V2]: structuredClone(get(effective, ["plugins", CRI_V2])) } };
+      edit = applyApparate(renderConfig(skeleton), this.editOptions(major), effective);
+    }
+    const text = `${DROPIN_HEADER}${edit.text}`;
+    const cand = (path: string) => withDropIn(files, { path, pattern: place.pattern, doc: parseConfig(edit.text) });
+    if (!edit.refused && existing !== text) {
+      // What the binary reads with the candidate drop-in at its place, before anything on the node changes.
+      const tmp = join(this.stateDir, "dropin-candidate.toml");
+      mkdirSync(dirname(this.h(tmp)), { recursive: true, mode: 0o700 });
+      writeFileSync(this.h(tmp), text, { mode: 0o600 });
+      try {
+        const dumped = await this.runtime.configDump(explicitImports(doc, cand(place.path).map((f) => (f.path === place.path ? { ...f, path: tmp } : f))));
+        const why = notApplied(dumped, major, this.o.snapshotterSocket);
+        if (why) edit.refused = { reason: "EditNotEffective", message: `containerd ${major}.x would not run apparate's drop-in ${place.path}: ${why} (containerd config dump of the candidate); the node is left as it is` };
+      } finally { rmSync(this.h(tmp), { force: true }); }
+    }
+    if (edit.refused) {
+      this.logger.warn({ reason: edit.refused.reason, config: state.target, dropIn: place.path }, edit.refused.message);
+      return { status: "refused", ...edit.refused };
+    }
+    state.legacyHosts = edit.hosts;
+    state.hostsDir = edit.hostsDir;
+    this.writeHosts(state, mergeHosts(state.legacyHosts, configuredHosts(this.o.mirrors, new Set(this.o.plainHttp))));
+    this.writeSnapshotterConfig();
+    this.step(state, "hosts");
+
+    const sha = sha256(text);
+    const mustWrite = existing !== text;
+    const merged = effectiveConfig(doc, cand(place.path).map((f) => f.doc), major);
+    if (mustWrite) {
+      if (state.failed?.sha256 === sha) throw new InstallError("candidate-failed-before", `this drop-in was tried and rolled back before: ${state.failed.reason}`, place.path);
+      await this.runtime.probe(merged);
+      this.step(state, "probe");
+      state.dropIn = { path: place.path, sha256: sha };
+      this.saveState(state);
+      // 0600: on 1.x it carries a copy of the node's CRI section, registry credentials included (Talos keeps them 0600).
+      writeAtomic(local, text, { mode: 0o600, uid: 0, gid: 0 });
+      this.logger.info({ config: state.target, dropIn: place.path }, "containerd drop-in written");
+    }
+    state.dropIn ??= { path: place.path, sha256: sha };
+    this.step(state, "write");
+
+    const wantedPath = registryConfigDirs(merged, major).join(":");
+    const before = await this.runtime.criStatus();
+    const running = before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
+    let restarted = false;
+    if (!running) {
+      this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
+      await this.runtime.restart();
+      restarted = true;
+      this.step(state, "restart");
+      const after = await this.waitCri(wantedPath);
+      if (!after.ok) {
+        state.dropIn = undefined;
+        await this.rollback(state, local, after.reason, sha, { text: mustWrite ? existing : undefined });
+      }
+    }
+    this.step(state, "verify");
+    return { status: "installed", restarted, changed: mustWrite };
+  }
+
+  /** Deletes apparate's drop-in (the state's, or any imported file with apparate's header when the state is lost). */
+  private removeDropIns(state: State | undefined, notes: string[]): boolean {
+    const paths = new Set<string>(state?.dropIn ? [state.dropIn.path] : []);
+    const main = readIf(this.h(state?.target ?? this.target));
+    if (main !== undefined) {
+      try {
+        for (const f of this.importFiles(parseConfig(main), true)) if (readIf(this.h(f.path))?.startsWith(DROPIN_HEADER)) paths.add(f.path);
+      } catch { /* an unreadable main config: only the state's drop-in */ }
+    }
+    let removed = false;
+    for (const p of paths) {
+      const now = readIf(this.h(p));
+      if (now === undefined) continue;
+      if (now.startsWith(DROPIN_HEADER) || (state?.dropIn?.path === p && sha256(now) === state.dropIn.sha256)) {
+        rmSync(this.h(p), { force: true });
+        removed = true;
+      } else notes.push(`${p} was apparate's drop-in but someone rewrote it: left as it is`);
+    }
+    return removed;
   }
 
   private async waitCri(wantedPath: string): Promise<{ ok: true } | { ok: false; reason: string }> {
@@ -320,7 +464,13 @@ export class Installer {
     const backupBytes = existsSync(backup) ? readFileSync(backup) : undefined;
     let restored = false;
     let keysRemoved = false;
-    if (current === undefined) {
+    // Installed into a drop-in only: the main file was never apparate's to give back (k0s may have regenerated it meanwhile).
+    const mainUntouched = state?.dropIn !== undefined && state.writtenSha256 === undefined;
+    if (this.removeDropIns(state, notes)) this.logger.info({ config: target }, "apparate's containerd drop-in removed");
+    if (state) state.dropIn = undefined;
+    if (mainUntouched) {
+      restored = true;
+    } else if (current === undefined) {
       restored = !state?.originalExisted;
       if (!restored) notes.push(`${target} is gone; the backup stays at ${target}.apparate-backup`);
     } else if (state?.original && sha256(current) === state.original.sha256) {
@@ -417,6 +567,11 @@ function hasApparateKeys(text: string, socket: string): boolean {
 function absoluteImports(doc: Table, configPath: string): Table {
   if (!Array.isArray(doc.imports)) return doc;
   return { ...doc, imports: (doc.imports as string[]).map((i) => (isAbsolute(i) ? i : join(dirname(configPath), i))) };
+}
+
+/** The main document with its imports as the explicit, ordered list of files (what containerd would expand them to). */
+function explicitImports(doc: Table, files: { path: string }[]): Table {
+  return { ...doc, imports: files.map((f) => f.path) };
 }
 
 /** Why a dumped config does not run apparate's snapshotter for CRI, if it does not. */

@@ -115,7 +115,8 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
       const p = join(root, imp.startsWith("/") ? imp : join("/etc/containerd", imp));
       if (!existsSync(p)) { mkdirSync(dirname(p), { recursive: true }); writeFileSync(p, ""); }
     }
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), join(root, "etc/containerd"), release);
+    // The node's etc and var laid over the machine's (not only /etc/containerd): a 2.x drop-in candidate is dumped from the state directory.
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => installer!.effectiveLive(), undefined, release, { hostRoot: root });
     const mk = (replaceSnapshotter: boolean) => new Installer({
       hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
       snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
@@ -171,8 +172,9 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
       expect(statSync(join(root, real)).mode & 0o7777).toBe(0o640);
       expect(statSync(join(root, real)).uid).toBe(1000);
       if (link) expect(readlinkSync(join(root, "etc/containerd/config.toml"))).toBe(link);
-      // The configured mirror is in hosts.toml in the config's own (first) config_path directory.
-      const hostsDir = registryConfigDirs(parse(written) as never, major)[0]!;
+      // The configured mirror is in hosts.toml in the config's own (first) config_path directory
+      // (in the main file, or on 2.x in apparate's drop-in when the config imports a directory).
+      const hostsDir = registryConfigDirs(parse(written) as never, major)[0] ?? installer.readState()!.hostsDir;
       expect(readFileSync(join(root, hostsDir, "quay.io", "hosts.toml"), "utf8")).toContain("https://quay.mirror.example");
 
       // Again: nothing changes, nothing is deleted, no restart.

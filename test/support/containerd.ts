@@ -110,10 +110,20 @@ export class SandboxedContainerd implements ContainerRuntime {
   log = "";
   private readonly probeHost: HostContainerd;
   private readonly exec: string[];
-  /** `etcDir` is bound onto /etc/containerd in a private mount namespace: the node's own files the config names. */
-  constructor(readonly dir: string, private readonly live: () => Table, etcDir?: string, readonly release: ContainerdBinary = SYSTEM_CONTAINERD) {
+  /**
+   * `etcDir` is bound onto /etc/containerd in a private mount namespace: the node's own files the config names.
+   * `o.hostRoot`: instead, the node's etc, var and run (those it has) are laid read-only over the machine's in that
+   * namespace, and with `o.keepImports` the live daemon reads the node's `imports` itself (the binary's own merge).
+   */
+  constructor(readonly dir: string, private readonly live: () => Table, etcDir?: string, readonly release: ContainerdBinary = SYSTEM_CONTAINERD, private readonly o: { hostRoot?: string; keepImports?: boolean } = {}) {
     mkdirSync(dir, { recursive: true });
-    this.exec = etcDir ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/containerd && exec "$@"', etcDir] : [];
+    // The overlays' upper layers live on a tmpfs of the namespace: what containerd writes there (CRI creates /etc/cni) is thrown away.
+    if (o.hostRoot) mkdirSync(join(dir, "overlay"), { recursive: true });
+    this.exec = o.hostRoot
+      ? ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+        'r="$0"; s="$1"; shift; mount -t tmpfs tmpfs "$s" || exit 1; for d in etc var run; do if [ -d "$r/$d" ]; then mkdir -p "$s/$d/u" "$s/$d/w" && mount -t overlay overlay -o "lowerdir=$r/$d:/$d,upperdir=$s/$d/u,workdir=$s/$d/w" "/$d" || exit 1; fi; done; exec "$@"',
+        o.hostRoot, join(dir, "overlay")]
+      : etcDir ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/containerd && exec "$@"', etcDir] : [];
     this.probeHost = new HostContainerd({ hostPid: false, probeDir: join(dir, "probe"), probeExec: this.exec, binary: release.binary });
   }
   get socket() { return join(this.dir, "live", "c.sock"); }
@@ -125,7 +135,10 @@ export class SandboxedContainerd implements ContainerRuntime {
   async start(): Promise<void> {
     const d = join(this.dir, "live");
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "config.toml"), renderConfig(probeDocument(this.live(), d)));
+    const live = this.live();
+    const doc = probeDocument(live, d);
+    if (this.o.keepImports && live.imports !== undefined) doc.imports = live.imports;
+    writeFileSync(join(d, "config.toml"), renderConfig(doc));
     const args = [...this.exec, this.release.binary, "--config", join(d, "config.toml")];
     const child = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: pathFor(this.release.binary) } });
     child.stderr?.on("data", (b: Buffer) => { this.log = (this.log + b.toString()).slice(-20_000); });
