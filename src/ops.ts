@@ -106,7 +106,7 @@ export async function cleanup(argv: string[], deps: CleanupDeps = {}): Promise<n
 }
 
 export async function selftest(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { url: { type: "string" }, "ready-url": { type: "string" }, "webhook-config": { type: "string" } } });
+  const { values } = parseArgs({ args: argv, options: { url: { type: "string" }, "ready-url": { type: "string" }, "webhook-config": { type: "string" }, "expect-client-auth": { type: "boolean", default: false } } });
   if (values["ready-url"]) {
     const r = await fetch(values["ready-url"]);
     process.stdout.write(`readyz: ${r.status} ${await r.text()}\n`);
@@ -122,6 +122,18 @@ export async function selftest(argv: string[]): Promise<number> {
       namespace: "default", operation: "CREATE", dryRun: true,
       object: { apiVersion: "v1", kind: "Pod", metadata: { name: "selftest" }, spec: { containers: [{ name: "c", image: "busybox:1.36" }] } } },
   };
+  // admission.clientAuth: this pod has no client certificate, so the port must refuse it in the handshake.
+  if (values["expect-client-auth"]) {
+    try {
+      const res = await request(values.url, { method: "POST", body: JSON.stringify(review), headers: { "content-type": "application/json" }, dispatcher: new Agent({ connect: { ca } }) });
+      await res.body.dump();
+      process.stdout.write(`mutate: HTTP ${res.statusCode} without a client certificate: admission.clientAuth is not enforced\n`);
+      return 1;
+    } catch (err) {
+      process.stdout.write(`mutate: refused without a client certificate (${(err as { code?: string }).code ?? "TLS error"}), as admission.clientAuth requires\n`);
+      return 0;
+    }
+  }
   // The same trust the API server has: only the caBundle of the webhook configuration.
   const res = await request(values.url, { method: "POST", body: JSON.stringify(review), headers: { "content-type": "application/json" }, dispatcher: new Agent({ connect: { ca } }) });
   const body = (await res.body.json()) as { response?: { allowed?: boolean } };

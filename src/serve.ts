@@ -12,6 +12,7 @@ import { Metrics } from "./observability/metrics.js";
 import { createRegistryStack } from "./registry/stack.js";
 import { createCA, issueServing } from "./tls/certificates.js";
 import type { ServingMaterial } from "./tls/settings.js";
+import { clientAuthFromConfig } from "./tls/client-auth.js";
 import { loadKubeConfig, startKubeSources, type KubeSources } from "./kube/sources.js";
 import { TlsManager } from "./tls/manager.js";
 import { startObserverService, type ObserverService } from "./observer/service.js";
@@ -40,6 +41,8 @@ export async function serve(argv: string[]): Promise<number> {
   const logger = createLogger();
   const configPath = values.config ?? process.env.APPARATE_CONFIG;
   const config = configPath ? loadConfigFile(configPath) : defaultConfig();
+  // Read at start-up: a missing or broken CA bundle stops the webhook with the file named.
+  const clientAuth = clientAuthFromConfig(config.admission.clientAuth);
   const port = values.port !== undefined ? Number(values.port) : envInt("PORT", 8443);
   const metricsPort = values["metrics-port"] !== undefined ? Number(values["metrics-port"]) : envInt("METRICS_PORT", 9090);
   const host = values.host ?? process.env.HOST ?? "0.0.0.0";
@@ -101,7 +104,7 @@ export async function serve(argv: string[]): Promise<number> {
       return { ready: reasons.length === 0, reasons, degraded: kube ? kube.degraded() : [] };
     },
   };
-  const app = await buildAdmissionServer({ deps, tls, readiness });
+  const app = await buildAdmissionServer({ deps, tls, readiness, ...(clientAuth ? { clientAuth } : {}) });
   const ops = await buildOpsServer(deps, readiness, observer?.routes);
   onTls = (m) => { swapCertificate(app, m); tls = m; logger.info("serving certificate swapped in place"); };
 

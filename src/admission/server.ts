@@ -3,6 +3,8 @@
 // both there and on a plain-HTTP port for probes and Prometheus.
 import type { Server as HttpsServer } from "node:https";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from "fastify";
+import type { TLSSocket } from "node:tls";
+import { peerNameAllowed, type ClientAuth } from "../tls/client-auth.js";
 import { secureContextOptions, type ServingMaterial } from "../tls/settings.js";
 import { handleReview, type HandlerDeps } from "./handler.js";
 import { LargeReviewLane, sourceLimitsFor, type SourceLimits } from "./fairness.js";
@@ -19,7 +21,12 @@ export interface ServerOptions {
   deps: HandlerDeps;
   tls: ServingMaterial;
   readiness: Readiness;
+  /** admission.clientAuth: client certificates are required and verified at the handshake. */
+  clientAuth?: ClientAuth;
 }
+
+// The client CA of each server, kept for certificate swaps (a new secure context replaces the whole one).
+const clientCas = new WeakMap<object, string>();
 
 const opsRoutes = (deps: HandlerDeps, readiness: Readiness): FastifyPluginAsync => async (app) => {
   app.get("/healthz", async () => ({ status: "ok" }));
@@ -86,7 +93,9 @@ export async function buildAdmissionServer(opts: ServerOptions): Promise<Fastify
   const a = opts.deps.config.admission;
   const app = Fastify({
     https: {
-      ...secureContextOptions(opts.tls),
+      ...secureContextOptions(opts.tls, opts.clientAuth?.ca),
+      // With client authentication, a client without a certificate the CA signed is refused in the handshake.
+      ...(opts.clientAuth ? { requestCert: true, rejectUnauthorized: true } : {}),
       // A TLS handshake that never finishes, headers sent a byte at a time, a body at
       // 1 byte per 2 s: each would hold a connection for minutes with Node's defaults.
       handshakeTimeout: a.idleTimeoutMs,
@@ -112,6 +121,12 @@ export async function buildAdmissionServer(opts: ServerOptions): Promise<Fastify
     if (!limits.openConnection(source)) { socket.destroy(); return; }
     socket.once("close", () => limits.closeConnection(source));
   });
+  if (opts.clientAuth) {
+    const { ca, allowedNames } = opts.clientAuth;
+    clientCas.set(app, ca);
+    // Verified, but not a name the operator listed: closed before the HTTP server sees the socket.
+    app.server.prependListener("secureConnection", (s: TLSSocket) => { if (!peerNameAllowed(s.getPeerCertificate(), allowedNames)) s.destroy(); });
+  }
   app.setErrorHandler(errorHandler);
   await app.register(admissionRoutes(opts.deps, limits));
   await app.register(opsRoutes(opts.deps, opts.readiness));
@@ -129,5 +144,5 @@ export async function buildOpsServer(deps: HandlerDeps, readiness: Readiness, ex
 
 /** Swaps the serving certificate in place: new handshakes use it, open connections continue. */
 export function swapCertificate(app: FastifyInstance<HttpsServer>, tls: ServingMaterial): void {
-  app.server.setSecureContext(secureContextOptions(tls));
+  app.server.setSecureContext(secureContextOptions(tls, clientCas.get(app)));
 }

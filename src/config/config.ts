@@ -115,6 +115,9 @@ export function compileConfig(doc: unknown, source = "config"): Config {
       throw new ConfigError("config-invalid", `${source}: admission.trustedSources: ${JSON.stringify(e)} is neither an IP address nor an address range (CIDR)`, e);
     }
   }
+  if (a.clientAuth.enabled && !a.clientAuth.caFile) {
+    throw new ConfigError("config-invalid", `${source}: admission.clientAuth.caFile: required when admission.clientAuth.enabled is true`, a.clientAuth);
+  }
   const maxConnectionsPerSource = a.maxConnectionsPerSource ?? Math.max(1, Math.floor(a.maxConnections / 4));
   if (maxConnectionsPerSource > a.maxConnections) {
     throw new ConfigError("config-invalid", `${source}: admission.maxConnectionsPerSource: ${maxConnectionsPerSource} is more than admission.maxConnections (${a.maxConnections}); one client could take every connection`, maxConnectionsPerSource);

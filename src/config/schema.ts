@@ -134,6 +134,15 @@ export const configSchema = {
         maxConnectionsPerSource: { description: "Open connections one client address may hold (more are closed before TLS); unset: a quarter of maxConnections.", type: "integer", minimum: 1 },
         maxReviewsPerSource: { description: "Reviews one client address may have in flight; more are allowed unchanged at once.", type: "integer", minimum: 1, maximum: 100000, default: 32 },
         largeReviewBytes: { description: "A review body larger than this (bytes) is worked on one at a time; small ones never wait behind it.", type: "integer", minimum: 1024, default: 262144 },
+        clientAuth: {
+          description: "Require a client certificate on the admission port, verified against caFile: for clusters that give the API server kubeconfig client credentials for webhooks (--admission-control-config-file).",
+          type: "object", additionalProperties: false, default: {},
+          properties: {
+            enabled: { type: "boolean", default: false },
+            caFile: { description: "PEM bundle of the CAs that sign the API server's client certificate.", type: "string", minLength: 1 },
+            allowedNames: { description: "Subject common names accepted; empty: any certificate the CA signed.", type: "array", items: { type: "string", minLength: 1 }, default: [] },
+          },
+        },
         trustedSources: {
           description: "Client addresses or ranges (CIDR) exempt from the per-address limits: the API server's. They also have maxConnections connections of their own that no other client can take.",
           type: "array", items: { type: "string", minLength: 1 }, default: [],

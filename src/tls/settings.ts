@@ -11,6 +11,7 @@ export const TLS12_CIPHERS = [
 
 export interface ServingMaterial { cert: string; key: string }
 
-export function secureContextOptions(m: ServingMaterial): SecureContextOptions {
-  return { cert: m.cert, key: m.key, minVersion: TLS_MIN_VERSION, ciphers: TLS12_CIPHERS, honorCipherOrder: true };
+/** `clientCa`: the CA bundle client certificates are verified against (admission.clientAuth). */
+export function secureContextOptions(m: ServingMaterial, clientCa?: string): SecureContextOptions {
+  return { cert: m.cert, key: m.key, minVersion: TLS_MIN_VERSION, ciphers: TLS12_CIPHERS, honorCipherOrder: true, ...(clientCa ? { ca: clientCa } : {}) };
 }

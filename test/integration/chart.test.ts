@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { evaluate as celEvaluate } from "@marcbachmann/cel-js";
 import { compileConfig } from "../../src/config/config.js";
+import { createCA } from "../../src/tls/certificates.js";
+import { loadClientCa } from "../../src/tls/client-auth.js";
 import { loadNodeAgentConfig } from "../../src/nodeagent/main.js";
 import { strictCheck, validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { baselineViolations, restrictedViolations } from "../support/pod-security.js";
@@ -54,6 +56,7 @@ const VALUE_SETS: Record<string, string[]> = {
   "release namespace listed, kube-system listed": ["--set-json", `namespaces=["default","kube-system","${NS}"]`],
   "pod pull secrets in the listed namespaces, namespace created": ["--set", "registry.usePodPullSecrets=true", "--set-json", 'namespaces=["default","shop"]', "--set", "namespace.create=true"],
   "pod pull secrets cluster-wide": ["--set", "registry.usePodPullSecrets=true", "--set", "registry.podPullSecretsScope=cluster"],
+  "client certificates (admission.clientAuth from an existing Secret)": ["--set", "admission.clientAuth.enabled=true", "--set", "admission.clientAuth.caSecret=apiserver-client-ca", "--set-json", 'admission.clientAuth.allowedNames=["kube-apiserver"]'],
 };
 
 const ofKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
@@ -351,7 +354,7 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
       // It selects the webhook alone: the node agents and the converter keep their own rules.
       for (const ds of ofKind(objs, "DaemonSet")) expect(labelsMatch(np!.spec.podSelector.matchLabels, ds.spec.template.metadata.labels)).toBe(false);
       const ports = dep.spec.template.spec.containers[0].ports.map((p: any) => p.containerPort).sort();
-      expect(np!.spec.ingress.map((r: any) => r.ports.map((p: any) => p.port)).flat().sort()).toEqual(ports);
+      expect(np!.spec.ingress.flatMap((r: any) => r.ports.map((p: any) => p.port)).sort()).toEqual(ports);
       const [webhookRule, metricsRule] = np!.spec.ingress;
       expect(webhookRule).toEqual({ ports: [{ port: 8443, protocol: "TCP" }] });
       expect(metricsRule.ports).toEqual([{ port: 9090, protocol: "TCP" }]);
@@ -380,6 +383,60 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
 
     it("networkPolicy.enabled=false renders none", () => {
       expect(policy(["--set", "networkPolicy.enabled=false"]).nps).toEqual([]);
+    });
+  });
+
+  describe("admission.clientAuth: the CA bundle reaches the webhook as the file its config names", () => {
+    const ca = createCA("cluster client CA", 1).cert;
+    const webhookOf = (objs: Obj[]) => {
+      const dep = ofKind(objs, "Deployment")[0]!;
+      const spec = dep.spec.template.spec;
+      const cm = ofKind(objs, "ConfigMap").find((c) => c.data?.["config.yaml"])!;
+      const cfg = compileConfig(parseYaml(cm.data["config.yaml"]));
+      const mount = spec.containers[0].volumeMounts.find((m: any) => m.name === "client-ca");
+      const volume = spec.volumes.find((v: any) => v.name === "client-ca");
+      const testPod = ofKind(objs, "Pod").find((p) => hookOf(p) === "test")!;
+      return { dep, cfg, mount, volume, testArgs: testPod.spec.containers[0].args as string[] };
+    };
+
+    it("caBundle: a ConfigMap the chart makes, mounted where admission.clientAuth.caFile points; the PEM arrives intact; helm test expects refusal", () => {
+      const objs = render(["--set", "admission.clientAuth.enabled=true", "--set-string", `admission.clientAuth.caBundle=${ca}`]);
+      const w = webhookOf(objs);
+      expect(w.cfg.admission.clientAuth).toEqual({ enabled: true, caFile: "/etc/apparate/client-ca/ca.crt", allowedNames: [] });
+      expect(`${w.mount.mountPath}/${w.volume.configMap.items[0].path}`).toBe(w.cfg.admission.clientAuth.caFile);
+      expect(w.mount.readOnly).toBe(true);
+      const made = ofKind(objs, "ConfigMap").find((c) => c.metadata.name === w.volume.configMap.name)!;
+      const dir = mkdtempSync(join(tmpdir(), "apparate-client-ca-"));
+      writeFileSync(join(dir, "ca.crt"), made.data[w.volume.configMap.items[0].key]);
+      expect(loadClientCa(join(dir, "ca.crt"))).toBe(ca);
+      rmSync(dir, { recursive: true });
+      expect(w.testArgs).toContain("--expect-client-auth");
+      // A new bundle rolls the webhook.
+      const other = webhookOf(render(["--set", "admission.clientAuth.enabled=true", "--set-string", `admission.clientAuth.caBundle=${createCA("next CA", 1).cert}`]));
+      expect(other.dep.spec.template.metadata.annotations["checksum/config"]).not.toBe(w.dep.spec.template.metadata.annotations["checksum/config"]);
+    });
+
+    it("caSecret and caConfigMap: the named object is mounted, nothing is made", () => {
+      const s = webhookOf(render(["--set", "admission.clientAuth.enabled=true", "--set", "admission.clientAuth.caSecret=apiserver-client-ca"]));
+      expect(s.volume.secret).toEqual({ secretName: "apiserver-client-ca", items: [{ key: "ca.crt", path: "ca.crt" }] });
+      const c = render(["--set", "admission.clientAuth.enabled=true", "--set", "admission.clientAuth.caConfigMap=my-ca"]);
+      expect(webhookOf(c).volume.configMap).toEqual({ name: "my-ca", items: [{ key: "ca.crt", path: "ca.crt" }] });
+      expect(ofKind(c, "ConfigMap").map((m) => m.metadata.name)).not.toContain("rel-apparate-client-ca");
+    });
+
+    it.each([
+      ["no bundle", ["--set", "admission.clientAuth.enabled=true"]],
+      ["two bundles", ["--set", "admission.clientAuth.enabled=true", "--set", "admission.clientAuth.caSecret=a", "--set", "admission.clientAuth.caConfigMap=b"]],
+    ])("%s is refused at render, naming the keys", (_name, args) => {
+      expect(renderError(args)).toMatch(/admission\.clientAuth\.enabled needs exactly one of admission\.clientAuth\.caBundle \(PEM\), caConfigMap or caSecret/);
+    });
+
+    it("negative control: off by default, nothing is mounted and helm test sends a review as before", () => {
+      const w = webhookOf(render());
+      expect(w.cfg.admission.clientAuth).toEqual({ enabled: false, allowedNames: [] });
+      expect(w.mount).toBeUndefined();
+      expect(w.volume).toBeUndefined();
+      expect(w.testArgs).not.toContain("--expect-client-auth");
     });
   });
 

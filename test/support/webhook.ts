@@ -10,6 +10,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { Metrics } from "../../src/observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../../src/registry/stack.js";
 import { createCA, issueServing } from "../../src/tls/certificates.js";
+import { clientAuthFromConfig } from "../../src/tls/client-auth.js";
 import type { PodLike } from "../../src/mutate/pod.js";
 
 export interface TestWebhook {
@@ -33,7 +34,8 @@ export async function startWebhook(configDoc: unknown, extra: Partial<HandlerDep
   const ca = createCA("apparate test CA", 1);
   const tls = issueServing(ca, ["localhost"], 1, Date.now(), ["127.0.0.1"]);
   const deps: HandlerDeps = { config, lookup: stack.lookup, logger, metrics, ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}), ...extra };
-  const app = await buildAdmissionServer({ deps, tls, readiness: { ready: () => ({ ready: true, reasons: [] }) } });
+  const clientAuth = clientAuthFromConfig(config.admission.clientAuth);
+  const app = await buildAdmissionServer({ deps, tls, readiness: { ready: () => ({ ready: true, reasons: [] }) }, ...(clientAuth ? { clientAuth } : {}) });
   await app.listen({ port: 0, host: "127.0.0.1" });
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : 0;

@@ -21,11 +21,15 @@ const NOT_IN_VALUES: Record<string, string> = {
   "registry.pullSecretNamespaces": "rendered from `namespaces` when registry.podPullSecretsScope=namespaces",
   "registry.ttlJitter": "an internal tuning knob, the default is always used",
   "admission.maxBodyBytes": "bounded by the API server's own request limit; the default is always used",
+  "admission.clientAuth.caFile": "rendered from admission.clientAuth.caBundle/caConfigMap/caSecret (mounted as a file)",
 };
 // Chart keys in those sections that are not webhook config keys, with the reason.
 const VALUES_ONLY: Record<string, string> = {
   "registry.caBundle": "becomes registry.caFile",
   "registry.podPullSecretsScope": "becomes registry.pullSecretNamespaces (the listed namespaces) or [] (cluster-wide)",
+  "admission.clientAuth.caBundle": "becomes admission.clientAuth.caFile (a ConfigMap the chart makes)",
+  "admission.clientAuth.caConfigMap": "becomes admission.clientAuth.caFile (that ConfigMap, mounted)",
+  "admission.clientAuth.caSecret": "becomes admission.clientAuth.caFile (that Secret, mounted)",
   "imageCache.installCRD": "a chart choice (whether helm installs the ImageCache CRD), nothing the webhook reads",
 };
 

@@ -12,6 +12,7 @@ describe("config", () => {
       deadlineMs: 2000, maxBodyBytes: 3 * 1024 * 1024, maxLookupsPerReview: 100, maxConnections: 1000,
       requestTimeoutMs: 10_000, idleTimeoutMs: 10_000, keepAliveTimeoutMs: 75_000,
       maxConnectionsPerSource: 250, maxReviewsPerSource: 32, largeReviewBytes: 256 * 1024, trustedSources: [],
+      clientAuth: { enabled: false, allowedNames: [] },
     });
     expect(c.registry).toMatchObject({ tokenRealms: [], allowPrivateNetworks: [], maxConcurrentPerRegistry: 8, maxRegistryHosts: 1000 });
     expect(c.registry).toMatchObject({ positiveTtlSeconds: 600, negativeTtlSeconds: 30 });

@@ -221,6 +221,11 @@ securityContext: {{- toYaml (mergeOverwrite $base (deepCopy (.Values.webhook.pod
 {{- if and .Values.metrics.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}
 {{- fail "metrics.serviceMonitor.enabled needs the Prometheus Operator, but this cluster serves no monitoring.coreos.com/v1 ServiceMonitor: install it first, or set metrics.serviceMonitor.enabled=false (with helm template: --api-versions monitoring.coreos.com/v1/ServiceMonitor)" -}}
 {{- end -}}
+{{- with .Values.admission.clientAuth -}}
+{{- if and .enabled (ne 1 (len (compact (list .caBundle .caConfigMap .caSecret)))) -}}
+{{- fail "admission.clientAuth.enabled needs exactly one of admission.clientAuth.caBundle (PEM), caConfigMap or caSecret (the CA that signs the API server's client certificate, under key ca.crt)" -}}
+{{- end -}}
+{{- end -}}
 {{- $np := .Values.networkPolicy -}}
 {{- if and .Values.metrics.serviceMonitor.enabled $np.enabled (not $np.metricsNamespaceSelector) (not $np.metricsFrom) -}}
 {{- fail "metrics.serviceMonitor.enabled with networkPolicy.enabled: the NetworkPolicy lets nobody reach the metrics port unless told who scrapes it. Set networkPolicy.metricsNamespaceSelector to Prometheus' namespace (e.g. {matchLabels: {kubernetes.io/metadata.name: monitoring}}) or networkPolicy.metricsFrom" -}}
