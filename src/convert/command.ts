@@ -14,10 +14,12 @@ import { RegistryClient } from "../registry/client.js";
 import { recordLinksFor } from "../registry/referrers.js";
 import { Keyring, parseDockerConfig, type Credential, type DockerConfigJson } from "../registry/credentials.js";
 import { DEFAULT_CHUNK_SIZE } from "./estargz.js";
-import { convertImage, targetFor, type ConvertImageResult, type ConvertObserver, type LayerEvent } from "./image.js";
+import { convertImage, isPermanentConversionError, targetFor, type ConvertImageResult, type ConvertObserver, type LayerEvent } from "./image.js";
 
-/** Exit codes: converted (or dry run) 0, failed 1, usage 2, already up to date 10. */
+/** Exit codes: converted (or dry run) 0, failed 1, usage 2, already up to date 10, cannot be converted 11. */
 export const EXIT_UP_TO_DATE = 10;
+/** The source can never be converted as it is (a refused layer, no such manifest…): retrying cannot help. */
+export const EXIT_UNCONVERTIBLE = 11;
 
 export const convertSpec: CommandSpec = {
   name: "convert",
@@ -30,7 +32,8 @@ the same repository. The tag is written last: a failure never leaves it on a hal
 DST records SRC's digest (annotation io.apparate.source-digest); when it already records the
 current one, nothing is done.
 
-Exit status: 0 converted (or --dry-run), ${EXIT_UP_TO_DATE} already up to date, 1 failed, 2 usage error.`,
+Exit status: 0 converted (or --dry-run), ${EXIT_UP_TO_DATE} already up to date, ${EXIT_UNCONVERTIBLE} the source
+cannot be converted as it is (retrying cannot help), 1 failed (worth retrying), 2 usage error.`,
   positionals: {
     SRC: "the image to convert, with a tag (registry.example/app:1.2)",
     DST: "where to push the variant (default: SRC's tag + the tag suffix)",
@@ -220,6 +223,12 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
     const links = result.digest && result.result !== "dry-run" && target.path === source.path ? await recordLinksFor(client, target, credentials(target), result.digest, controller.signal) : [];
     out.write(values.json ? JSON.stringify({ ...result, links }, null, 2) + "\n" : summary(result) + links.map((l) => `  link ${l.source} -> ${l.target} (${l.via})\n`).join(""));
     return result.result === "up-to-date" ? EXIT_UP_TO_DATE : 0;
+  } catch (err) {
+    if (!isPermanentConversionError(err)) throw err;
+    // A distinct status: a Job's failure policy fails at once on it, and the converter does not retry.
+    progress?.stop();
+    process.stderr.write(`apparate convert: ${err.message} (cannot be converted: retrying cannot help)\n`);
+    return EXIT_UNCONVERTIBLE;
   } finally {
     progress?.stop();
     process.off("SIGINT", onSignal);

@@ -329,17 +329,21 @@ export async function convertLayer(source: AsyncIterable<Buffer>, sink: Sink, op
       // Errors reach the reader through the async iterator; this keeps a late one (after
       // the reader stopped) from becoming an unhandled 'error' event.
       gunzip.on("error", () => undefined);
+      // A failed read of the source (network) stays what it is: only zlib's own errors say
+      // the blob is not gzip, which no retry can change.
+      let sourceFailure: unknown;
       const feed = (async () => {
         try {
           for await (const b of rest) if (!gunzip.write(b)) await once(gunzip, "drain");
           gunzip.end();
-        } catch (err) { gunzip.destroy(err as Error); }
+        } catch (err) { sourceFailure = err; gunzip.destroy(err as Error); }
       })();
       feed.catch(() => undefined);
       plain = (async function* () {
         try {
           for await (const b of gunzip) { sourceDiff.update(b as Buffer); yield b as Buffer; }
         } catch (err) {
+          if (sourceFailure !== undefined && err === sourceFailure) throw err;
           throw new ConvertError("gzip", `${label}: the source blob is not valid gzip (${(err as Error).message})`, label, { cause: err });
         }
         await feed;

@@ -13,9 +13,36 @@ import type { Credential } from "../registry/credentials.js";
 import { type FetchedManifest, Repository } from "../registry/push.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../registry/result.js";
 import { checkEstargzBlob } from "./estargz-check.js";
-import { convertLayer, DEFAULT_CHUNK_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, type ConvertedLayer } from "./estargz.js";
+import { ConvertError, convertLayer, DEFAULT_CHUNK_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, type ConvertedLayer } from "./estargz.js";
+import { TarError } from "./tar.js";
 
 export class ImageConvertError extends ApparateError {}
+
+/**
+ * Codes of errors another attempt cannot fix: the source digest names immutable bytes, so
+ * a manifest, config or layer that cannot be converted now never can. Everything else
+ * (network, 5xx, 429, a blob whose bytes did not match its digest) may pass on a retry.
+ */
+export const PERMANENT_CODES: ReadonlySet<string> = new Set([
+  "source-missing", "media-type", "layer-type", "suffix-loop", "no-tag", "tag-too-long", "cross-registry",
+  "manifest-invalid", "invalid-json", "no-platforms", "source-diffid", "layer-unconvertible",
+]);
+
+/** Whether a conversion failed for good (the same source will fail the same way). */
+export function isPermanentConversionError(err: unknown): err is ImageConvertError {
+  return err instanceof ImageConvertError && PERMANENT_CODES.has(err.code);
+}
+
+/** Whether the registry serves `digest`'s bytes in full: read to the end and hashed. */
+async function blobVerifies(repo: Repository, digest: string): Promise<boolean> {
+  try {
+    const h = createHash("sha256");
+    for await (const c of await repo.blobStream(digest)) h.update(c);
+    return `sha256:${h.digest("hex")}` === digest;
+  } catch {
+    return false;
+  }
+}
 
 export const SOURCE_DIGEST_ANNOTATION = "io.apparate.source-digest";
 export const SOURCE_REF_ANNOTATION = "io.apparate.source-ref";
@@ -249,6 +276,12 @@ export async function convertImage(opts: ConvertImageOptions): Promise<ConvertIm
       await upload.finish(converted.digest);
     } catch (err) {
       await upload.cancel();
+      // The layer's contents refused (not gzip, a bad or unsupported tar entry): for good
+      // only when the registry serves the blob's very bytes; a stream cut or corrupted on
+      // the way is worth another attempt.
+      if ((err instanceof TarError || (err instanceof ConvertError && err.code !== "chunk-size")) && !signal.aborted && (await blobVerifies(srcRepo, l.digest))) {
+        throw new ImageConvertError("layer-unconvertible", err.message, l.digest, { cause: err });
+      }
       throw err;
     }
     result.bytesIn += converted.sourceSize;

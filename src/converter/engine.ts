@@ -1,5 +1,5 @@
 import type { Config } from "../config/config.js";
-import { convertImage, ImageConvertError } from "../convert/image.js";
+import { convertImage, isPermanentConversionError } from "../convert/image.js";
 import { recordLinksFor } from "../registry/referrers.js";
 import type { RegistryStack } from "../registry/stack.js";
 import { PermanentFailure } from "./queue.js";
@@ -28,9 +28,6 @@ export interface ConversionResult {
 
 export type ConvertImage = (req: ConversionRequest, signal: AbortSignal) => Promise<ConversionResult>;
 
-/** Engine errors that another attempt cannot fix: the queue does not retry them. */
-const PERMANENT_CODES: ReadonlySet<string> = new Set(["source-missing", "media-type", "layer-type", "suffix-loop", "no-tag", "tag-too-long", "cross-registry", "manifest-invalid", "invalid-json"]);
-
 /** The in-process engine: src/convert's convertImage with the configured credentials. */
 export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
   return async (req, signal) => {
@@ -46,7 +43,8 @@ export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
       if (r.digest) await recordLinksFor(stack.client, source, stack.keyring?.lookup(source.domain, source.path)[0], r.digest, signal);
       return { result: r.result === "up-to-date" ? "up-to-date" : "converted", ...(r.digest ? { digest: r.digest } : {}), bytesIn: r.bytesIn, bytesOut: r.bytesOut };
     } catch (err) {
-      if (err instanceof ImageConvertError && PERMANENT_CODES.has(err.code)) throw new PermanentFailure(err.message, { cause: err });
+      // Another attempt cannot fix these: the queue records them failed at once.
+      if (isPermanentConversionError(err)) throw new PermanentFailure(err.message, { cause: err });
       throw err;
     }
   };

@@ -9,11 +9,11 @@ import { ApparateError } from "../errors.js";
 import { isAlreadyExists, isNotFound } from "../kube/status.js";
 import type { Logger } from "../observability/logger.js";
 import type { ConversionResult, ConvertImage } from "./engine.js";
-import { conversionJob, conversionJobName, EXIT_UP_TO_DATE, failureText, type JobSettings, jobState, LABEL_CONVERSION } from "./job-spec.js";
+import { conversionJob, conversionJobName, EXIT_UP_TO_DATE, failedForGood, failureText, type JobSettings, jobState, LABEL_CONVERSION } from "./job-spec.js";
 import { PermanentFailure } from "./queue.js";
 import type { RegistryReader } from "./registry-reader.js";
 
-/** A Job that went away or never finished: the queue may try again (bounded by maxAttempts). */
+/** A Job that went away, never finished or failed in a way a new one may not: the queue tries again (bounded by maxAttempts). */
 export class JobWaitError extends ApparateError {}
 
 export interface JobDispatchOptions {
@@ -54,6 +54,17 @@ export class JobDispatcher {
     const name = conversionJobName(req);
     const log = { job: name, image: `${req.registry}/${req.repository}:${req.tag}`, digest: req.digest };
     let job = await this.read(name);
+    if (job && jobState(job).state !== "running") {
+      // A finished Job of this digest: its result stands, unless it failed in a way
+      // another attempt may fix; then it goes (its name is this digest's) and a new one
+      // is made, rather than the failure standing until ttlSecondsAfterFinished.
+      try { return await this.result(req, name, job); } catch (err) {
+        if (err instanceof PermanentFailure || signal.aborted) throw err;
+        this.o.logger.info({ ...log, error: (err as Error).message }, "conversion Job finished without converting: deleting it to run a new one");
+        await this.deleteAndForget(name, signal);
+        job = undefined;
+      }
+    }
     if (job) this.o.logger.info({ ...log, state: jobState(job).state }, "conversion Job exists: waiting for it");
     else {
       await this.slot(signal);
@@ -147,6 +158,18 @@ export class JobDispatcher {
     });
   }
 
+  /** Deletes a finished Job (Background: its pods go after it) and waits until its name is free. */
+  private async deleteAndForget(name: string, signal: AbortSignal): Promise<void> {
+    await this.delete(name);
+    const until = Date.now() + 30_000;
+    for (;;) {
+      if (!(await this.read(name))) return;
+      if (signal.aborted) throw abortError(signal);
+      if (Date.now() > until) throw new JobWaitError("job-not-deleted", `Job ${name} failed and was deleted to run again, but it is still there after 30 s`, name);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
   private async delete(name: string): Promise<void> {
     try { await this.batch.deleteNamespacedJob({ name, namespace: this.o.settings.namespace, propagationPolicy: "Background" }); } catch (err) {
       if (!isNotFound(err)) this.o.logger.warn({ job: name, err }, "cannot delete the conversion Job");
@@ -198,7 +221,11 @@ export class JobDispatcher {
     if (st.state === "failed" && st.exitCode === EXIT_UP_TO_DATE) {
       throw new JobWaitError("job-result-missing", `Job ${name} found the target up to date, but it does not record ${req.digest}`, name);
     }
-    // The Job retried per backoffLimit, or its failure policy said retrying cannot help.
-    throw new PermanentFailure(failureText(name, st as Extract<typeof st, { state: "failed" }>, this.o.settings));
+    // Its pod said retrying cannot help (exit 11 or 2): failed for good. Otherwise (the
+    // Job's pods ran out at backoffLimit, its deadline, killed at its memory limit) the
+    // queue tries again with backoff, and the next attempt replaces this Job.
+    const failed = st as Extract<typeof st, { state: "failed" }>;
+    if (failedForGood(failed)) throw new PermanentFailure(failureText(name, failed, this.o.settings));
+    throw new JobWaitError("job-failed", failureText(name, failed, this.o.settings), name);
   }
 }

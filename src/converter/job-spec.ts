@@ -38,6 +38,8 @@ export const JOB_CONTAINER = "convert";
 /** `apparate convert` exit codes the failure policy tells apart (src/convert/command.ts). */
 export const EXIT_USAGE = 2;
 export const EXIT_UP_TO_DATE = 10;
+/** The source cannot be converted as it is: the converter records it failed for good. */
+export const EXIT_UNCONVERTIBLE = 11;
 /** 128 + SIGKILL: what the kubelet reports for a container the kernel's OOM killer ended. */
 export const EXIT_KILLED = 137;
 
@@ -93,12 +95,14 @@ export function conversionJob(r: ConversionRequest, s: JobSettings): V1Job {
       backoffLimit: s.backoffLimit,
       activeDeadlineSeconds: s.activeDeadlineSeconds,
       ttlSecondsAfterFinished: s.ttlSecondsAfterFinished,
-      // Retrying cannot help: up to date (nothing to do), a usage error, or the memory
-      // limit killed it (the same limit would kill it again). A node going away can.
+      // No new pod: up to date (nothing to do), a usage error, a source that cannot be
+      // converted, or the memory limit killed it (a pod at once at the same limit would
+      // meet the same end; the converter tries again later, with backoff). A node going
+      // away is not counted.
       podFailurePolicy: {
         rules: [
           { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
-          { action: "FailJob", onExitCodes: { containerName: JOB_CONTAINER, operator: "In", values: [EXIT_USAGE, EXIT_UP_TO_DATE, EXIT_KILLED] } },
+          { action: "FailJob", onExitCodes: { containerName: JOB_CONTAINER, operator: "In", values: [EXIT_USAGE, EXIT_UP_TO_DATE, EXIT_UNCONVERTIBLE, EXIT_KILLED] } },
         ],
       },
       template: {
@@ -152,10 +156,16 @@ export function jobState(job: V1Job): JobState {
   return { state: "failed", reason: failed!.reason ?? "Failed", message, ...(code ? { exitCode: Number(code[1]) } : {}) };
 }
 
+/** Whether a failed Job failed for good: its pod said retrying cannot help (a new Job would fail alike). */
+export function failedForGood(f: Extract<JobState, { state: "failed" }>): boolean {
+  return f.exitCode === EXIT_UNCONVERTIBLE || f.exitCode === EXIT_USAGE;
+}
+
 /** The reason a failed Job is recorded with: the controller's words, and what they mean here. */
 export function failureText(name: string, f: Extract<JobState, { state: "failed" }>, s: Pick<JobSettings, "memoryLimit" | "activeDeadlineSeconds" | "backoffLimit">): string {
   const what = f.exitCode === EXIT_KILLED ? `killed (exit code ${EXIT_KILLED}): out of memory at the Job's memory limit ${s.memoryLimit} (converter.job.memoryLimit)`
     : f.exitCode === EXIT_USAGE ? "apparate convert refused its arguments (exit code 2)"
+      : f.exitCode === EXIT_UNCONVERTIBLE ? `the source cannot be converted as it is (exit code ${EXIT_UNCONVERTIBLE}; the pod's log names the layer and entry)`
       : f.reason === "DeadlineExceeded" ? `ran longer than converter.job.activeDeadlineSeconds (${s.activeDeadlineSeconds} s)`
         : f.reason === "BackoffLimitExceeded" ? `apparate convert failed ${s.backoffLimit + 1} time(s) (converter.job.backoffLimit ${s.backoffLimit})`
           : f.exitCode !== undefined ? `apparate convert exited with code ${f.exitCode}` : "the Job failed";

@@ -110,7 +110,7 @@ export function failureEvent(rec: ConversionRecord, namespace: string, podName: 
     metadata: { name: `${podName}.conversion-failed.${id}`, namespace },
     involvedObject: { apiVersion: "v1", kind: "Pod", name: podName, namespace },
     reason: "ConversionFailed", type: "Warning",
-    message: `Conversion of ${rec.source} (${rec.digest}) to ${rec.target} failed after ${rec.attempts} attempt(s): ${rec.error ?? "unknown error"}`.slice(0, 1024),
+    message: `Conversion of ${rec.source} (${rec.digest}) to ${rec.target} failed ${rec.permanent ? "for good, not retried (retrying cannot help)" : `after ${rec.attempts} attempt(s)`}: ${rec.error ?? "unknown error"}`.slice(0, 1024),
     source: { component: "apparate-converter" }, reportingComponent: "apparate-converter", reportingInstance: podName,
     firstTimestamp: now, lastTimestamp: now, count: 1,
   };

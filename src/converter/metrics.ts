@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 export class ConverterMetrics {
   readonly conversions: Counter<"result">;
+  readonly failures: Counter<"kind">;
   readonly duration: Histogram<"result">;
   readonly bytes: Counter<"direction">;
   readonly queueDepth: Gauge;
@@ -16,6 +17,7 @@ export class ConverterMetrics {
   constructor(registry: Registry, depth: () => { queued: number; running: number }) {
     const registers = [registry];
     this.conversions = new Counter({ name: "apparate_conversions_total", help: "Finished conversions by result (converted, up_to_date, failed).", labelNames: ["result"], registers });
+    this.failures = new Counter({ name: "apparate_conversion_failures_total", help: "Failed conversion attempts by kind: permanent (retrying cannot help: recorded failed at once) or transient (retried with backoff up to maxAttempts).", labelNames: ["kind"], registers });
     this.duration = new Histogram({
       name: "apparate_conversion_duration_seconds", help: "Time of one conversion attempt, by result.", labelNames: ["result"],
       buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800], registers,

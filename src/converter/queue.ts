@@ -1,8 +1,9 @@
 // The converter's work queue: in memory, bounded, de-duplicated. A job is one source
 // image at one digest; its "slot" is the tag it is converted under, and one slot never
 // runs twice at once (a newer digest waits, and replaces a queued older one). Failures
-// are retried with capped exponential backoff; a job that succeeded is remembered for a
-// while, so a replayed or duplicated event does not convert the same digest again.
+// are retried with capped exponential backoff, except a PermanentFailure; a job that
+// succeeded or failed for good is remembered for a while, so a replayed or duplicated
+// event (or a rescan) does not run the same digest again.
 //
 // Hand-written: the npm queues (p-queue, fastq) bound concurrency but know nothing of
 // keys, slots or supersession, which are the point here. Time is injected for tests.
@@ -54,7 +55,7 @@ export interface WorkQueueOptions<J extends QueueJob> {
   maxAttempts: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
-  /** Successful keys remembered against replays. */
+  /** Successful (and permanently failed) keys remembered against replays, each. */
   rememberDone?: number;
   run(job: J, attempt: number): Promise<RunOutcome>;
   onEvent?(e: QueueEvent<J>): void;
@@ -77,6 +78,8 @@ export class WorkQueue<J extends QueueJob> {
   private readonly running = new Map<string, Entry<J>>();
   private readonly runningSlots = new Set<string>();
   private readonly done = new Map<string, true>();
+  /** Keys that failed with a PermanentFailure: a replayed event or a rescan does not run them again. */
+  private readonly failedForGood = new Map<string, true>();
   private readonly timers: Timers;
   private readonly random: () => number;
   private idleWaiters: Array<() => void> = [];
@@ -97,6 +100,7 @@ export class WorkQueue<J extends QueueJob> {
       return { outcome: "duplicate", reason: "already queued or running" };
     }
     if (this.done.has(job.key)) return { outcome: "duplicate", reason: "converted recently" };
+    if (this.failedForGood.has(job.key)) return { outcome: "duplicate", reason: "failed for good recently (retrying cannot help)" };
     // A queued older digest of the same tag is replaced: converting it would be wasted work.
     const older = this.ready.findIndex((e) => e.job.slot === job.slot);
     if (older >= 0) {
@@ -162,6 +166,7 @@ export class WorkQueue<J extends QueueJob> {
       (error: unknown) => {
         this.finish(job);
         if (error instanceof PermanentFailure || attempt >= this.opts.maxAttempts || this.stopped) {
+          if (error instanceof PermanentFailure && !this.stopped) this.remember(job.key, this.failedForGood);
           this.opts.onEvent?.({ type: "failed", job, attempt, error });
           return;
         }
@@ -184,11 +189,11 @@ export class WorkQueue<J extends QueueJob> {
     this.runningSlots.delete(job.slot);
   }
 
-  private remember(key: string): void {
+  private remember(key: string, into: Map<string, true> = this.done): void {
     const limit = this.opts.rememberDone ?? 10_000;
-    this.done.delete(key);
-    this.done.set(key, true);
-    if (this.done.size > limit) this.done.delete(this.done.keys().next().value!);
+    into.delete(key);
+    into.set(key, true);
+    if (into.size > limit) into.delete(into.keys().next().value!);
   }
 
   private checkIdle(): void {

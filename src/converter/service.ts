@@ -9,7 +9,7 @@ import type { Claims } from "./claim.js";
 import type { ConvertImage } from "./engine.js";
 import type { PushEvent } from "./events.js";
 import type { ConverterMetrics } from "./metrics.js";
-import { type QueueEvent, type QueueJob, type Timers, WorkQueue } from "./queue.js";
+import { PermanentFailure, type QueueEvent, type QueueJob, type Timers, WorkQueue } from "./queue.js";
 import type { Submitted } from "./receivers.js";
 import type { RegistryReader } from "./registry-reader.js";
 import { type ScanFinding, type ScanReport, type ScanTarget, scanRegistry } from "./scan.js";
@@ -45,6 +45,8 @@ export interface ConversionRecord {
   bytesOut?: number;
   targetDigest?: string;
   error?: string;
+  /** Failed for good: another attempt cannot fix it (not retried, not run again on a replay or rescan). */
+  permanent?: boolean;
 }
 
 export interface ConverterOptions {
@@ -164,21 +166,25 @@ export class Converter {
         break;
       }
       case "retrying":
+        this.o.metrics.failures.inc({ kind: "transient" });
         if (rec) Object.assign(rec, { state: "retrying", error: errorText(e.error) });
         this.o.logger.warn({ ...log, attempt: e.attempt, retryInMs: e.delayMs, error: errorText(e.error) }, "conversion failed, retrying");
         break;
-      case "failed":
+      case "failed": {
         if (this.abort.signal.aborted) {
           // Stopped by shutdown, not broken: the next converter's rescan finishes it.
           if (rec) Object.assign(rec, { state: "interrupted", finishedAt: now });
           this.o.logger.info(log, "conversion interrupted by shutdown");
           break;
         }
-        if (rec) Object.assign(rec, { state: "failed", finishedAt: now, error: errorText(e.error) });
+        const permanent = e.error instanceof PermanentFailure;
+        if (rec) Object.assign(rec, { state: "failed", finishedAt: now, error: errorText(e.error), ...(permanent ? { permanent } : {}) });
+        this.o.metrics.failures.inc({ kind: permanent ? "permanent" : "transient" });
         this.o.metrics.conversions.inc({ result: "failed" });
-        this.o.logger.error({ ...log, attempts: e.attempt, error: errorText(e.error) }, "conversion failed");
+        this.o.logger.error({ ...log, attempts: e.attempt, permanent, error: errorText(e.error) }, permanent ? "conversion failed for good: not retried" : "conversion failed");
         if (rec) this.o.onFailure?.(rec);
         break;
+      }
       case "superseded":
         if (rec) Object.assign(rec, { state: "superseded", finishedAt: now });
         break;

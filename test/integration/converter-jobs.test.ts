@@ -22,6 +22,7 @@ import { KubeApiStandIn } from "../support/kube-api-standin.js";
 import { getManifest, pushTestImage } from "../support/oci-images.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { registryAvailable, type RunningRegistry, startRegistry } from "../support/registry.js";
+import { type FaultServer, forwardTo, startFaultServer } from "../support/faults.js";
 import { gzipTar } from "../support/tarball.js";
 
 const SECRET = "distribution-shared-secret-jobs";
@@ -34,6 +35,9 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
   let reg: RunningRegistry;
   let hang: Server;            // a registry that accepts and never answers: Jobs that run until stopped
   let hangHost: string;
+  let quiet: RunningRegistry;  // sends no events: only the converter's own submissions convert its images
+  let front: FaultServer;      // forwards to quiet; fails blob GETs while `failBlobs` > 0
+  let failBlobs = 0;
   const sockets = new Set<Socket>();
   let api: KubeApiStandIn;
   let ctl: TestJobController;
@@ -42,8 +46,8 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
   const logLines: string[] = [];
 
   const rawConfig = (job: Record<string, unknown>, over: Record<string, unknown> = {}) => ({
-    acceleration: { registries: [reg.host, hangHost] },
-    registry: { plainHttp: [reg.host, hangHost], requestTimeoutMs: 5000 },
+    acceleration: { registries: [reg.host, hangHost, front.host] },
+    registry: { plainHttp: [reg.host, hangHost, front.host], requestTimeoutMs: 5000 },
     converter: {
       mode: "job", concurrency: 1, maxAttempts: 1, rescanIntervalSeconds: 0,
       sources: [{ name: "local", kind: "distribution", secretFile: join(dir, "local") }],
@@ -78,6 +82,11 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
     hang = createServer((s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); });
     await new Promise<void>((r) => hang.listen(0, "127.0.0.1", () => r()));
     hangHost = `127.0.0.1:${(hang.address() as { port: number }).port}`;
+    quiet = await startRegistry();
+    front = await startFaultServer((req, res) => {
+      if (req.method === "GET" && /\/blobs\/sha256:/.test(req.url ?? "") && failBlobs > 0) { failBlobs--; res.writeHead(503).end("try later"); return; }
+      forwardTo(quiet.host)(req, res);
+    });
     api = new KubeApiStandIn();
     await api.start();
     const auth = Buffer.from("converter:push-password").toString("base64");
@@ -97,6 +106,8 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
     await reg?.stop();
     for (const s of sockets) s.destroy();
     hang?.close();
+    await front?.stop();
+    await quiet?.stop();
     await api?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -136,32 +147,57 @@ describe.skipIf(!registryAvailable && process.env.CI !== "true")("converter.mode
     expect(api.requests.filter((r) => r.startsWith("POST") && r.endsWith("/jobs")).length).toBe(posts);
   }, 60_000);
 
-  it("a Job OOM-killed at its memory limit is recorded failed with the reason, once: no retry, one pod, an Event", async () => {
-    await start({ memoryLimit: "24Mi", backoffLimit: 3 });
+  it("a Job OOM-killed at its memory limit fails on its first pod; the converter retries with backoff, replacing the failed Job, then records the reason and one Event", async () => {
+    await start({ memoryLimit: "24Mi", backoffLimit: 3 }, { maxAttempts: 2, retryBackoffSeconds: 0.2 });
     const digest = await pushTestImage(reg.url, "team/oom", "v1", [{ layers: [{ blob: layer("oom") }] }]);
     const rec = await finished(`${reg.host}/team/oom:v1`);
-    expect(rec.state).toBe("failed");
-    expect(rec.attempts).toBe(1);
+    expect(rec).toMatchObject({ state: "failed", attempts: 2 });
+    expect(rec.permanent).toBeUndefined();
     expect(rec.error).toMatch(/killed \(exit code 137\): out of memory at the Job's memory limit 24Mi/);
     const name = conversionJobName({ registry: reg.host, repository: "team/oom", tag: "v1", digest, targetTag: "v1-apparate" });
-    // The failure policy failed the Job on its first pod despite backoffLimit 3.
-    expect(ctl.runs.filter((r) => r.job === name).map((r) => r.exitCode)).toEqual([137]);
+    // The failure policy failed each Job on its first pod despite backoffLimit 3; the
+    // failed Job was deleted (Background) for the second attempt's new one.
+    expect(ctl.runs.filter((r) => r.job === name).map((r) => r.exitCode)).toEqual([137, 137]);
+    expect(api.deletions.filter((d) => d.name === name)).toEqual([{ plural: "jobs", namespace: NS, name, propagationPolicy: "Background" }]);
     expect(api.get("jobs", name, NS, "batch")!.status.conditions).toContainEqual(expect.objectContaining({ type: "Failed", reason: "PodFailurePolicy" }));
     expect((await getManifest(reg.url, "team/oom", "v1-apparate")).status).toBe(404);
     await waitFor(async () => api.list("events").some((e) => e.reason === "ConversionFailed" && e.message.includes("team/oom")), 10_000, "the Event");
+    expect(api.list("events").filter((e) => e.reason === "ConversionFailed" && e.message.includes("team/oom"))).toHaveLength(1);
   }, 90_000);
 
-  it("a Job whose conversion keeps failing ends at its backoffLimit and is recorded failed, not retried by the converter", async () => {
-    await start({ backoffLimit: 1 });
+  it("a source that cannot be converted fails its Job on the first pod (exit 11) and is recorded failed for good; a new converter finds that Job and does not replace it", async () => {
+    await start({ backoffLimit: 1 }, { maxAttempts: 3, retryBackoffSeconds: 0.2 });
     const missing = digestOf("c");
     submit(reg.host, "team/missing", "v1", missing);
     const rec = await finished(`${reg.host}/team/missing:v1`);
-    expect(rec).toMatchObject({ state: "failed", attempts: 1 });
-    expect(rec.error).toMatch(/failed 2 time\(s\) \(converter.job.backoffLimit 1\).*BackoffLimitExceeded/);
+    expect(rec).toMatchObject({ state: "failed", attempts: 1, permanent: true });
+    expect(rec.error).toMatch(/the source cannot be converted as it is \(exit code 11/);
     const name = conversionJobName({ registry: reg.host, repository: "team/missing", tag: "v1", digest: missing, targetTag: "v1-apparate" });
     const runs = ctl.runs.filter((r) => r.job === name);
-    expect(runs.map((r) => r.exitCode)).toEqual([1, 1]);
-    expect(runs[0]!.stderr + runs[0]!.stdout).toMatch(/team\/missing/);
+    expect(runs.map((r) => r.exitCode)).toEqual([11]);
+    expect(runs[0]!.stderr).toMatch(/team\/missing.* does not exist \(cannot be converted: retrying cannot help\)/);
+    // A restarted converter (its memory gone) is offered the digest again: the failed Job stands.
+    const posts = api.requests.filter((r) => r.startsWith("POST") && r.endsWith("/jobs")).length;
+    await start({ backoffLimit: 1 }, { maxAttempts: 3, retryBackoffSeconds: 0.2 });
+    submit(reg.host, "team/missing", "v1", missing);
+    expect(await finished(`${reg.host}/team/missing:v1`)).toMatchObject({ state: "failed", attempts: 1, permanent: true });
+    expect(api.requests.filter((r) => r.startsWith("POST") && r.endsWith("/jobs")).length).toBe(posts);
+    expect(api.deletions.filter((d) => d.name === name)).toEqual([]);
+    expect(ctl.runs.filter((r) => r.job === name)).toHaveLength(1);
+  }, 90_000);
+
+  it("a Job that failed on the way (registry 503: exit 1 until backoffLimit) does not block the retry: deleted with propagationPolicy Background, a new Job converts", async () => {
+    await start({ backoffLimit: 1 }, { maxAttempts: 2, retryBackoffSeconds: 0.2 });
+    const digest = await pushTestImage(quiet.url, "team/flaky", "v1", [{ layers: [{ blob: layer("flaky") }] }]);
+    failBlobs = 2; // both pods of the first Job see 503 for the layer
+    submit(front.host, "team/flaky", "v1", digest);
+    const rec = await finished(`${front.host}/team/flaky:v1`);
+    expect(rec).toMatchObject({ state: "converted", attempts: 2 });
+    const name = conversionJobName({ registry: front.host, repository: "team/flaky", tag: "v1", digest, targetTag: "v1-apparate" });
+    expect(ctl.runs.filter((r) => r.job === name).map((r) => r.exitCode)).toEqual([1, 1, 0]);
+    expect(api.deletions.filter((d) => d.name === name)).toEqual([{ plural: "jobs", namespace: NS, name, propagationPolicy: "Background" }]);
+    expect(api.get("jobs", name, NS, "batch")!.status.conditions.map((c: { type: string }) => c.type)).toContain("Complete");
+    expect((await getManifest(quiet.url, "team/flaky", "v1-apparate")).json.annotations[SOURCE_DIGEST_ANNOTATION]).toBe(digest);
   }, 90_000);
 
   it("a Job deleted under the converter is recorded failed (deleted before it finished) and its pod is killed", async () => {

@@ -211,12 +211,12 @@ describe.skipIf((!registryAvailable || !oracleBuildable) && process.env.CI !== "
     expect(await reader.repositories(quiet.host, signal)).toEqual(expect.arrayContaining(["team/lost", "team/paged", "test-webhook/debian"]));
   });
 
-  it("a conversion that keeps failing is retried, then reported: /conversions, the metric, a Kubernetes Event; no secret in any log line", async () => {
-    // A layer that is not gzip: the engine fails on it every time.
+  it("a conversion that can never succeed is reported at once, not retried: /conversions, the metric, a Kubernetes Event; no secret in any log line", async () => {
+    // A layer that is neither gzip nor tar: the engine fails on it every time (test/integration/converter-failures.test.ts has the transient kinds).
     const digest = await pushTestImage(reg.url, "team/broken", "v1", [{ layers: [{ blob: Buffer.from("not gzip at all"), diffID: `sha256:${"0".repeat(64)}` }] }]);
     await waitFor(async () => (await (await fetch(`${conv!.url}/conversions`)).json() as { failures: unknown[] }).failures.length > 0, 30_000, "the failure");
     const listed = await (await fetch(`${conv!.url}/conversions`)).json() as { failures: Array<{ source: string; digest: string; attempts: number; error: string }> };
-    expect(listed.failures[0]).toMatchObject({ source: `${reg.host}/team/broken:v1`, digest, attempts: 2 });
+    expect(listed.failures[0]).toMatchObject({ source: `${reg.host}/team/broken:v1`, digest, attempts: 1, permanent: true });
     expect((await getManifest(reg.url, "team/broken", "v1-apparate")).status).toBe(404);
     const metrics = await (await fetch(`${conv!.url}/metrics`)).text();
     expect(metrics).toMatch(/apparate_conversions_total\{result="failed"\} 1/);

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { compileConfig } from "../../src/config/config.js";
 import { jobSettings } from "../../src/converter/main.js";
-import { conversionJob, conversionJobName, failureText, JobSpecError, jobState, type JobSettings } from "../../src/converter/job-spec.js";
+import { conversionJob, conversionJobName, failedForGood, failureText, JobSpecError, jobState, type JobSettings } from "../../src/converter/job-spec.js";
 import { strictCheck, validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { restrictedViolations } from "../support/pod-security.js";
 
@@ -71,8 +71,8 @@ describe("conversion Job spec", () => {
     expect(job.spec).toMatchObject({ backoffLimit: 2, activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 600 });
   });
 
-  it("fails the Job at once on up to date (10), usage (2) and killed (137): retrying cannot change them", () => {
-    expect(job.spec!.podFailurePolicy!.rules).toContainEqual({ action: "FailJob", onExitCodes: { containerName: "convert", operator: "In", values: [2, 10, 137] } });
+  it("fails the Job at once on up to date (10), usage (2), cannot be converted (11) and killed (137): another pod at once would end alike", () => {
+    expect(job.spec!.podFailurePolicy!.rules).toContainEqual({ action: "FailJob", onExitCodes: { containerName: "convert", operator: "In", values: [2, 10, 11, 137] } });
     expect(job.spec!.template.spec!.restartPolicy).toBe("Never");
   });
 
@@ -107,5 +107,18 @@ describe("a Job's status, as the Job controller writes it", () => {
     expect(failureText("j", { state: "failed", reason: "PodFailurePolicy", message: "m", exitCode: 137 }, s)).toMatch(/out of memory at the Job's memory limit 512Mi/);
     expect(failureText("j", { state: "failed", reason: "BackoffLimitExceeded", message: "m" }, s)).toMatch(/failed 3 time\(s\)/);
     expect(failureText("j", { state: "failed", reason: "DeadlineExceeded", message: "m" }, s)).toMatch(/longer than converter.job.activeDeadlineSeconds \(3600 s\)/);
+    expect(failureText("j", { state: "failed", reason: "PodFailurePolicy", message: "m", exitCode: 11 }, s)).toMatch(/cannot be converted as it is \(exit code 11; the pod's log names the layer and entry\)/);
+  });
+
+  // Failed for good: the converter records it at once and never replaces the Job; the rest
+  // are retried by the queue, each retry deleting the failed Job and creating a new one.
+  it.each([
+    ["cannot be converted (11)", { reason: "PodFailurePolicy", exitCode: 11 }, true],
+    ["usage (2)", { reason: "PodFailurePolicy", exitCode: 2 }, true],
+    ["OOM-killed (137)", { reason: "PodFailurePolicy", exitCode: 137 }, false],
+    ["backoff limit (exit 1 each time)", { reason: "BackoffLimitExceeded" }, false],
+    ["deadline", { reason: "DeadlineExceeded" }, false],
+  ])("%s: failed for good = %s", (_n, f, want) => {
+    expect(failedForGood({ state: "failed", message: "", ...f })).toBe(want);
   });
 });

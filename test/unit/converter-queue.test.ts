@@ -146,6 +146,22 @@ describe("WorkQueue", () => {
     expect(events.filter((e) => e.type === "failed").map((e) => [e.job.slot, e.attempt])).toEqual([["r/app:b", 1], ["r/app:a", 2]]);
   });
 
+  it("a key that failed for good is not run again on a replay or rescan; one that ran out of attempts is (negative control)", async () => {
+    const { q, c, t } = queue({ maxAttempts: 1 });
+    q.submit(job("a"));
+    q.submit(job("b"));
+    await flush();
+    c.calls[0]!.reject(new PermanentFailure("layer 1/1: entry \"x\" is a sparse file"));
+    c.calls[1]!.reject(new Error("registry answered 503"));
+    await q.idle();
+    expect(q.submit(job("a"))).toEqual({ outcome: "duplicate", reason: "failed for good recently (retrying cannot help)" });
+    expect(q.submit(job("b"))).toEqual({ outcome: "queued" });
+    // Another digest of the same tag is new work.
+    expect(q.submit(job("a", "d2"))).toEqual({ outcome: "queued" });
+    await t.advance(0);
+    expect(c.calls.map((x) => x.job.key)).toEqual(["r/app:a@d1", "r/app:b@d1", "r/app:b@d1", "r/app:a@d2"]);
+  });
+
   it.each([
     [2, 0.5, 100], [3, 0.5, 200], [4, 0.5, 400], [10, 0.5, 1000], [2, 0, 80], [2, 1, 120],
   ])("backoffDelay(attempt %i, random %d) = %i ms (initial 100, cap 1000, ±20 %%)", (next, r, ms) => {
