@@ -2,7 +2,7 @@
 // the same run, figures written to bench/results.json and bench/results.md.
 import { execFileSync } from "node:child_process";
 import { setMaxListeners } from "node:events";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { pino } from "pino";
 import { compileConfig } from "../../src/config/config.js";
@@ -22,11 +22,16 @@ import { converterBench } from "./converter.js";
 import { convertBench, manyFilesBench } from "./convert.js";
 import { admissionCost, METHOD as ADMISSION_COST_METHOD } from "./admission-cost.js";
 import { benchPod } from "./bench-pod.js";
+import { OBSERVER_METHOD, observerMemoryBench } from "./observer.js";
+import { LOOKUP_MEMORY_METHOD, lookupMemoryBench } from "./lookup-memory.js";
+import { AVAILABILITY_METHOD, availabilityBench } from "./availability.js";
 
 // As in production (pino's synchronous sonic-boom at info level), into /dev/null.
 const quietLogger = createLogger({ destination: pino.destination({ dest: "/dev/null", sync: true }) });
 const results: Record<string, unknown> = {};
 const rows: Array<[string, string, string, string]> = [];
+/** Method paragraphs of the cases that ran (added to results.md). */
+const methods: string[] = [];
 const row = (name: string, value: string, baseline: string, target: string) => { rows.push([name, value, baseline, target]); console.log(`${name}: ${value} (baseline ${baseline}; target ${target})`); };
 
 async function counter(m: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -177,6 +182,25 @@ async function main() {
   if (want("hang")) await hangingRegistryBench();
   if (want("imagecache")) imageCacheBenchIndex();
   if (want("memory")) await memoryBench();
+  if (want("lookup-memory")) {
+    const r = await lookupMemoryBench();
+    results.lookupMemory = r;
+    methods.push(LOOKUP_MEMORY_METHOD);
+    for (const x of r.rows) row(`lookup cache: RSS after ${x.lookups.toLocaleString("en")} distinct images (--max-old-space-size=256)`, `${x.rssMiB.toFixed(0)} MiB RSS, heap ${x.heapMiB.toFixed(0)} MiB, ${x.cached.toLocaleString("en")} cached`, `${r.before.rssMiB.toFixed(0)} MiB RSS before (heap ${r.before.heapMiB.toFixed(0)} MiB)`, `within the 512 Mi limit with headroom: ${x.rssMiB <= 384 ? "✓" : "✗"} (LRU ${r.maxEntries.toLocaleString("en")})`);
+  }
+  if (want("observer")) {
+    const r = await observerMemoryBench();
+    results.observerMemory = r;
+    methods.push(OBSERVER_METHOD);
+    for (const x of r) row(`observer at ${x.pods.toLocaleString("en")} pods, ${x.nodes.toLocaleString("en")} nodes, ${x.state === "starting" ? "every pod starting (all kept)" : "every pod Ready before the watermark"}: Lease holder`, `heap ${x.holder.heapMiB.toFixed(1)} MiB (+${(x.holder.heapMiB - x.holder.heapBeforeMiB).toFixed(1)}, ${x.holder.heapBytesPerPod.toFixed(0)} B/pod), RSS ${x.holder.rssMiB.toFixed(0)} MiB; ${x.podsKept.toLocaleString("en")} pods kept, synced in ${x.syncSeconds.toFixed(1)} s`, `the other replica: heap ${x.other.heapMiB.toFixed(1)} MiB, RSS ${x.other.rssMiB.toFixed(0)} MiB, ${x.other.podsKept} pods kept; full informers ~6.9 KiB/pod (issue 25)`, `under the 256 MiB heap and 512 Mi limit: ${x.holder.heapMiB < 256 && x.holder.rssMiB < 512 ? "✓" : "✗"}`);
+  }
+  if (want("availability")) {
+    const r = await availabilityBench();
+    results.availability = r;
+    methods.push(AVAILABILITY_METHOD);
+    const none = r.rounds.find((x) => x.attack === "none")!;
+    for (const x of r.rounds.filter((y) => y.attack !== "none")) row(`victim at ${r.rate} reviews/s while ${x.attack}`, `p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, max ${x.max.toFixed(1)} ms, ${x.errors} errors of ${x.requests + x.errors}`, `no attack: p99 ${none.p99.toFixed(2)} ms, max ${none.max.toFixed(1)} ms, ${none.errors} errors`, `p99 within the ${r.deadlineMs} ms deadline, no error: ${x.p99 < r.deadlineMs && x.errors === 0 ? "✓" : "✗"}`);
+  }
   if (want("lazy")) {
     try {
       const lazy = await lazyLoadingBench();
@@ -241,10 +265,19 @@ async function main() {
   const machine = { pinned: PIN, cpus: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` };
   const date = new Date().toISOString();
   mkdirSync("bench", { recursive: true });
-  writeFileSync("bench/results.json", JSON.stringify({ date, machine, results }, null, 2) + "\n");
-  const md = [`# apparate benchmarks`, "", `${date} — ${machine.cpus} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}.`, "Produced by `npm run bench`; each figure is compared with a baseline measured in the same run.", "",
-    "| benchmark | apparate | baseline | target |", "|---|---|---|---|", ...rows.map((r) => `| ${r.join(" | ")} |`), "",
-    ADMISSION_COST_METHOD, "", "Method (the rest): the in-process handler figure is 100,000 reviews after 20,000 warm-up ones. Lazy loading runs a registry in a network namespace behind a veth link shaped with `tc` (rate and delay in `results.json`), containerd 1.6 and the stargz snapshotter; \"pull to first exec\" is from the start of the pull to the output of `cat /www/index.html` in a new container; bytes fetched are counted at an HTTP proxy in front of the registry (blobs only).", ""];
+  // Some cases only (`npm run bench -- observer availability`): merged into the figures
+  // of earlier runs, which are kept; rows of the same name are replaced.
+  const partial = only.length > 0 && existsSync("bench/results.json");
+  const prev = partial ? JSON.parse(readFileSync("bench/results.json", "utf8")) as { results?: Record<string, unknown> } : {};
+  writeFileSync("bench/results.json", JSON.stringify({ date, machine, ...(partial ? { lastCases: only } : {}), results: { ...(prev.results ?? {}), ...results } }, null, 2) + "\n");
+  const prevMd = partial && existsSync("bench/results.md") ? readFileSync("bench/results.md", "utf8").split("\n") : [];
+  const names = new Set(rows.map((r) => r[0]));
+  const keptRows = prevMd.filter((l) => l.startsWith("| ") && !l.startsWith("| benchmark |") && !names.has(l.slice(2).split(" | ")[0]!));
+  const prevMethods = prevMd.slice(prevMd.findIndex((l, i) => i > 0 && l === "" && prevMd[i - 1]!.startsWith("|")) + 1).filter((l) => l !== "" && !methods.includes(l));
+  const tail = partial && prevMethods.length > 0 ? prevMethods.flatMap((m) => [m, ""]) : [ADMISSION_COST_METHOD, "", "Method (the rest): the in-process handler figure is 100,000 reviews after 20,000 warm-up ones. Lazy loading runs a registry in a network namespace behind a veth link shaped with `tc` (rate and delay in `results.json`), containerd 1.6 and the stargz snapshotter; \"pull to first exec\" is from the start of the pull to the output of `cat /www/index.html` in a new container; bytes fetched are counted at an HTTP proxy in front of the registry (blobs only).", ""];
+  const md = [`# apparate benchmarks`, "", `${date} — ${machine.cpus} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}.`, `Produced by \`npm run bench\`${partial ? ` (this run: ${only.join(", ")}; the other rows are from earlier runs)` : ""}; each figure is compared with a baseline measured in the same run.`, "",
+    "| benchmark | apparate | baseline | target |", "|---|---|---|---|", ...keptRows, ...rows.map((r) => `| ${r.join(" | ")} |`), "",
+    ...tail, ...methods.flatMap((m) => [m, ""])];
   writeFileSync("bench/results.md", md.join("\n"));
   console.log("wrote bench/results.json and bench/results.md");
   process.exit(0);
