@@ -29,9 +29,15 @@ const releases = containerds();
  * What each layout must come to, per containerd major version: installed into apparate's
  * drop-in (the node's files untouched) or into the main file, or refused with this reason.
  */
-const EXPECTED: Record<string, Record<1 | 2, { dropIn?: string; main?: true; error?: string; refused?: string; hostsDir: string }>> = {
+const EXPECTED: Record<string, Record<1 | 2, { dropIn?: string; main?: true; error?: string; refused?: string; says?: RegExp; hostsDir: string }>> = {
   // containerd 2 layout: version 3 (1.x does not read it); a drop-in next to k0s's own, config_path from the docs' drop-in.
   "k0s-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { dropIn: "/etc/k0s/containerd.d/zz-apparate.toml", hostsDir: "/etc/k0s/containerd.d/certs.d" } },
+  // k0s merges CRI drop-ins itself into a file containerd imports by name, last: no place for a drop-in on 1.x; on
+  // 2.x that file's 1.x section (with runtimes) sets snapshotter = "overlayfs", which overrides the main file's edit.
+  "k0s-containerd1": {
+    1: { refused: "CriSectionImported", says: /from the last file that sets it, \/run\/k0s\/containerd-cri\.toml .*imports no existing directory by a glob/, hostsDir: "" },
+    2: { refused: "EditNotEffective", says: /CRI's snapshotter would be "overlayfs"/, hostsDir: "" },
+  },
   // Imports one file by name: 2.x merges key by key, so the main file's edit holds; config_path is the imported one.
   "talos-cri-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { main: true, hostsDir: "/etc/cri/conf.d/hosts" } },
   // The CRI section comes from a file in the imported directory: on 1.x the drop-in carries the whole section.
@@ -135,6 +141,7 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
       if (r.status === "refused") {
         record(`refused: ${r.reason}`);
         expect(r.reason, r.message).toBe(want.refused);
+        expect(r.message).toMatch(want.says!);
         expect(tree(root, skip)).toEqual(original);
         return;
       }
