@@ -42,6 +42,8 @@ export interface DriverSetup {
   /** "namespace/name:port" -> https URL the Service resolves to. */
   services: Record<string, string>;
   sidecarInjector?: boolean;
+  /** An AdmissionConfiguration file (kube-apiserver's --admission-control-config-file): client credentials from its kubeconfig. */
+  admissionConfig?: string;
 }
 
 export interface AdmissionDriver {
@@ -59,6 +61,7 @@ export function startDriver(setup: DriverSetup): AdmissionDriver {
     "--nodes", file("nodes.json", setup.nodes),
     ...Object.entries(setup.services).flatMap(([k, v]) => ["--service", `${k}=${v}`]),
     ...(setup.sidecarInjector ? ["--sidecar-injector"] : []),
+    ...(setup.admissionConfig ? ["--admission-config", setup.admissionConfig] : []),
   ];
   const child: ChildProcessWithoutNullStreams = spawn(DRIVER_BIN, args, { stdio: ["pipe", "pipe", "pipe"] });
   let err = "";

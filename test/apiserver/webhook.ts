@@ -12,6 +12,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { Metrics } from "../../src/observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../../src/registry/stack.js";
 import { createCA, issueServing } from "../../src/tls/certificates.js";
+import { clientAuthFromConfig } from "../../src/tls/client-auth.js";
 
 export interface ServiceWebhook {
   url: string;
@@ -30,11 +31,13 @@ export async function startServiceWebhook(configDoc: unknown, serverName: string
   const logger = createLogger({ destination: new Writable({ write(c, _e, cb) { logs.push(c.toString()); cb(); } }), level: "info" });
   const metrics = new Metrics();
   const stack = createRegistryStack(config, metrics);
+  const clientAuth = clientAuthFromConfig(config.admission.clientAuth);
   const ca = createCA("apparate apiserver-test CA", 1);
   const tls = issueServing(ca, [serverName], 1, Date.now());
   const app = await buildAdmissionServer({
     deps: { config, lookup: stack.resolver, logger, metrics, namespaces, ...(labelledNodes ? { labelledNodes } : {}), ...(stack.keyring ? { configuredKeyring: stack.keyring } : {}) },
     tls, readiness: { ready: () => ({ ready: true, reasons: [] }) },
+    ...(clientAuth ? { clientAuth } : {}),
   });
   const state = { requests: 0 };
   app.addHook("onRequest", async (req) => { if (req.url.startsWith("/mutate")) state.requests++; });

@@ -7,32 +7,13 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import forge from "node-forge";
 import { Agent, request } from "undici";
 import { compileConfig } from "../../src/config/config.js";
 import { clientAuthFromConfig } from "../../src/tls/client-auth.js";
 import { createCA, type KeyPairPem } from "../../src/tls/certificates.js";
 import { review, startWebhook, type TestWebhook } from "../support/webhook.js";
 import { webPod } from "../support/pods.js";
-
-/** A client certificate (extKeyUsage clientAuth), as kubeadm issues the API server's. */
-function issueClient(ca: KeyPairPem, commonName: string): KeyPairPem {
-  const keys = forge.pki.rsa.generateKeyPair(2048);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = `0${forge.util.bytesToHex(forge.random.getBytesSync(15))}`;
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
-  cert.setSubject([{ name: "commonName", value: commonName }, { name: "organizationName", value: "system:masters" }]);
-  cert.setIssuer(forge.pki.certificateFromPem(ca.cert).subject.attributes);
-  cert.setExtensions([
-    { name: "basicConstraints", cA: false },
-    { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: "extKeyUsage", clientAuth: true },
-  ]);
-  cert.sign(forge.pki.privateKeyFromPem(ca.key), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
-}
+import { issueClient } from "../support/client-certs.js";
 
 const body = () => JSON.stringify(review(webPod({ containers: [{ name: "app", image: "busybox:1.36" }], initContainers: [] })));
 

@@ -36,6 +36,9 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
+	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
+	apiserverapiv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+	apiserverapiv1alpha1 "k8s.io/apiserver/pkg/apis/apiserver/v1alpha1"
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -107,7 +110,10 @@ func (noCredentials) ClientConfigForService(string, string, int) (*rest.Config, 
 
 // initializer gives the plugin what kube-apiserver's webhook and generic initializers give it.
 type initializer struct {
-	services staticServices
+	// credentials: keep the resolver the plugin built from its configuration (the
+	// AdmissionConfiguration's kubeconfig), as kube-apiserver does; otherwise none.
+	credentials bool
+	services    staticServices
 	client   kubernetes.Interface
 	factory  informers.SharedInformerFactory
 }
@@ -120,7 +126,10 @@ func (i initializer) Initialize(p admission.Interface) {
 		SetExternalKubeInformerFactory(informers.SharedInformerFactory)
 	}
 	if w, ok := p.(wiring); ok {
-		w.SetAuthenticationInfoResolverWrapper(func(webhookutil.AuthenticationInfoResolver) webhookutil.AuthenticationInfoResolver {
+		w.SetAuthenticationInfoResolverWrapper(func(fromConfig webhookutil.AuthenticationInfoResolver) webhookutil.AuthenticationInfoResolver {
+			if i.credentials {
+				return fromConfig
+			}
 			return noCredentials{}
 		})
 		w.SetServiceResolver(i.services)
@@ -160,11 +169,12 @@ func main() {
 	namespacesFile := flag.String("namespaces", "", "JSON array of {name, labels}")
 	nodesFile := flag.String("nodes", "", "JSON array of Node objects the scheduler could choose from")
 	sidecar := flag.Bool("sidecar-injector", false, "also run an istio-like sidecar injector webhook, ordered after the others")
+	admissionConfig := flag.String("admission-config", "", "an AdmissionConfiguration file, as kube-apiserver's --admission-control-config-file (webhook client credentials from its kubeconfig)")
 	var services multiFlag
 	flag.Var(&services, "service", "namespace/name:port=https://127.0.0.1:PORT (repeatable)")
 	flag.Parse()
 
-	if err := run(*configsFile, *namespacesFile, *nodesFile, services, *sidecar); err != nil {
+	if err := run(*configsFile, *namespacesFile, *nodesFile, services, *sidecar, *admissionConfig); err != nil {
 		fmt.Fprintln(os.Stderr, "admission-driver:", err)
 		os.Exit(1)
 	}
@@ -186,7 +196,7 @@ func readJSON(path string, into interface{}) error {
 	return json.Unmarshal(b, into)
 }
 
-func run(configsFile, namespacesFile, nodesFile string, serviceFlags []string, sidecar bool) error {
+func run(configsFile, namespacesFile, nodesFile string, serviceFlags []string, sidecar bool, admissionConfig string) error {
 	var configs []registrationv1.MutatingWebhookConfiguration
 	if err := readJSON(configsFile, &configs); err != nil {
 		return fmt.Errorf("--webhooks: %w", err)
@@ -231,7 +241,22 @@ func run(configsFile, namespacesFile, nodesFile string, serviceFlags []string, s
 
 	plugins := admission.NewPlugins()
 	mutating.Register(plugins)
-	chain, err := plugins.NewFromPlugins([]string{mutating.PluginName}, noConfig{}, initializer{services, client, factory}, nil)
+	var pluginConfig admission.ConfigProvider = noConfig{}
+	if admissionConfig != "" {
+		// Read as kube-apiserver reads --admission-control-config-file (server/options/admission.go).
+		configScheme := runtime.NewScheme()
+		for _, add := range []func(*runtime.Scheme) error{apiserverapi.AddToScheme, apiserverapiv1alpha1.AddToScheme, apiserverapiv1.AddToScheme} {
+			if err := add(configScheme); err != nil {
+				return err
+			}
+		}
+		p, err := admission.ReadAdmissionConfiguration([]string{mutating.PluginName}, admissionConfig, configScheme)
+		if err != nil {
+			return fmt.Errorf("--admission-config: %w", err)
+		}
+		pluginConfig = p
+	}
+	chain, err := plugins.NewFromPlugins([]string{mutating.PluginName}, pluginConfig, initializer{admissionConfig != "", services, client, factory}, nil)
 	if err != nil {
 		return err
 	}
