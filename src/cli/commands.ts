@@ -8,6 +8,7 @@ import { explain, explainSpec } from "./explain.js";
 import { report, reportSpec } from "./report.js";
 import { convertCommand, convertSpec } from "../convert/command.js";
 import { converterSpec } from "../converter/spec.js";
+import { recordPrefetchSpec } from "../nodeagent/record-prefetch.js";
 
 export interface Command {
   spec: CommandSpec;
@@ -93,6 +94,7 @@ export const COMMANDS: readonly Command[] = [
   { spec: convertSpec, run: convertCommand },
   { spec: converterSpec, run: async (argv) => (await import("../converter/command.js")).converterMain(argv) },
   { spec: nodeAgentSpec, run: async (argv) => (await import("../nodeagent/main.js")).nodeAgentMain([...argv]) },
+  { spec: recordPrefetchSpec, run: async (argv, out) => (await import("../nodeagent/record-prefetch.js")).recordPrefetchCommand(argv, out) },
   { spec: cleanupSpec, internal: true, run: async (argv) => (await import("../ops.js")).cleanup([...argv]) },
   { spec: selftestSpec, internal: true, run: async (argv) => (await import("../ops.js")).selftest([...argv]) },
 ];

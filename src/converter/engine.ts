@@ -28,12 +28,17 @@ export interface ConversionResult {
 
 export type ConvertImage = (req: ConversionRequest, signal: AbortSignal) => Promise<ConversionResult>;
 
+/** A prefetch list learned for domain/path (src/converter/learned-prefetch.ts), or undefined. */
+export type PrefetchFor = (repository: string) => Promise<readonly string[] | undefined>;
+
 /** The in-process engine: src/convert's convertImage with the configured credentials. */
-export function engineFor(stack: RegistryStack, config: Config): ConvertImage {
+export function engineFor(stack: RegistryStack, config: Config, prefetchFor?: PrefetchFor): ConvertImage {
   return async (req, signal) => {
     const source = { domain: req.registry, path: req.repository, tag: req.tag, digest: req.digest };
     try {
+      const prefetch = await prefetchFor?.(`${req.registry}/${req.repository}`);
       const r = await convertImage({
+        ...(prefetch?.length ? { prefetch } : {}),
         client: stack.client, source, target: { domain: req.registry, path: req.repository, tag: req.targetTag },
         tagSuffix: config.acceleration.tagSuffix,
         credentials: (ref) => stack.keyring?.lookup(ref.domain, ref.path)[0],

@@ -15,6 +15,8 @@ import { Metrics } from "../observability/metrics.js";
 import { createRegistryStack, type RegistryStack } from "../registry/stack.js";
 import { LeaseClaims } from "./claim.js";
 import { type ConvertImage, engineFor } from "./engine.js";
+import { learnedPrefetch } from "./learned-prefetch.js";
+import { PrefetchLists } from "../kube/prefetch-list.js";
 import { JobDispatcher } from "./job-dispatch.js";
 import type { JobSettings } from "./job-spec.js";
 import { ConverterMetrics } from "./metrics.js";
@@ -90,7 +92,7 @@ export function jobSettings(config: Config, ownNamespace: string): JobSettings {
 /** The engine of converter.mode: this process (inprocess) or one Kubernetes Job per conversion (job). */
 function engineOf(o: StartOptions, stack: RegistryStack): ConvertImage {
   const { config } = o;
-  if (config.converter.mode !== "job") return engineFor(stack, config);
+  if (config.converter.mode !== "job") return engineFor(stack, config, o.kube ? learnedPrefetch(new PrefetchLists(o.kube.kc, o.kube.namespace), o.logger) : undefined);
   if (!o.kube) throw new ConfigError("config-invalid", "converter.mode job needs the Kubernetes API (run in a cluster: KUBERNETES_SERVICE_HOST and POD_NAME set)", "job");
   const settings = jobSettings(config, o.kube.namespace);
   if (!settings.image) throw new ConfigError("config-invalid", "converter.job.image is empty: job mode runs apparate convert from that image", settings.image);

@@ -3,16 +3,15 @@
 // files it opened, in first-open order, once each: the list `apparate convert --prefetch` takes.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { ApparateError } from "../errors.js";
 
 export const RECORDER_BINARY = "/opt/apparate/bin/apparate-prefetch-recorder";
-/** containerd-stargz-grpc's --root; it mounts each lazy layer at <root>/snapshotter/snapshots/<id>/fs. */
-export const STARGZ_ROOT = "/var/lib/containerd-stargz-grpc";
+/** containerd-stargz-grpc's --root as the node agent installs it (nodeAgent snapshotterRoot); it mounts each lazy layer at <root>/snapshotter/snapshots/<id>/fs. */
+export const STARGZ_ROOT = "/var/lib/apparate-stargz";
 
-export class PrefetchRecorderError extends Error {
-  readonly code = "PREFETCH_RECORDER";
+export class PrefetchRecorderError extends ApparateError {
   constructor(message: string) {
-    super(message);
-    this.name = "PrefetchRecorderError";
+    super("prefetch-recorder", message);
   }
 }
 

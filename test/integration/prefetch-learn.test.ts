@@ -1,8 +1,10 @@
 // Issue 26 item 3, learning the list on a node: an image converted without a list is pulled
-// lazily through the stargz snapshotter; apparate-prefetch-recorder watches its lazy layer
-// mounts while a workload starts (ctr run); the list it prints holds exactly the files the
-// workload opened. Converted again with that list, the next start finds those files fetched
-// at mount (behind .prefetch.landmark) and fetches nothing more.
+// lazily through the stargz snapshotter; `apparate record-prefetch`'s recording (the
+// apparate-prefetch-recorder on the layer mounts found in mountinfo) runs while a workload
+// starts (ctr run); the list holds exactly the files the workload opened. Published as the
+// repository's ConfigMap (through the Kubernetes API stand-in) and read by the push-triggered
+// converter's engine on the next conversion, it puts those files behind .prefetch.landmark:
+// the next start finds them fetched at mount and fetches nothing more.
 import { readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +14,17 @@ import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { FOOTER_SIZE, parseFooter, type TocEntry } from "../../src/convert/estargz.js";
-import { lazyLayerMounts, startRecording } from "../../src/nodeagent/prefetch-recorder.js";
+import { compileConfig } from "../../src/config/config.js";
+import { PREFETCH_ANNOTATION } from "../../src/convert/image.js";
+import { engineFor } from "../../src/converter/engine.js";
+import { learnedPrefetch } from "../../src/converter/learned-prefetch.js";
+import { PrefetchLists, prefetchConfigMapName } from "../../src/kube/prefetch-list.js";
+import { recordPrefetch } from "../../src/nodeagent/record-prefetch.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { Metrics } from "../../src/observability/metrics.js";
+import { createRegistryStack } from "../../src/registry/stack.js";
+import { KubeApiStandIn } from "../support/kube-api-standin.js";
+import { lazyLayerMounts } from "../../src/nodeagent/prefetch-recorder.js";
 import type { TestContainerd } from "../support/containerd.js";
 import { startCountingProxy, type CountingProxy } from "../support/counting-proxy.js";
 import { buildAndPushImage } from "../support/images.js";
@@ -30,11 +42,14 @@ describe.skipIf(!canRun && process.env.CI !== "true")("a prefetch list learned o
   let proxy: CountingProxy;
   let ctd: TestContainerd;
   let node: LazyNode;
+  let api: KubeApiStandIn;
 
   beforeAll(async () => {
     execFileSync("bash", ["test/support/build-recorder.sh"], { stdio: "inherit" });
     dir = mkdtempSync(join(tmpdir(), "apparate-prefetch-learn-"));
     reg = await startRegistry();
+    api = new KubeApiStandIn();
+    await api.start();
     proxy = await startCountingProxy(reg.host);
     node = await startLazyNode(dir, { plainHttp: [proxy.host, reg.host], cri: false });
     ctd = node.ctd;
@@ -46,12 +61,12 @@ describe.skipIf(!canRun && process.env.CI !== "true")("a prefetch list learned o
     await node?.stop();
     await proxy?.stop();
     await reg?.stop();
+    await api?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function layerMounts(): Promise<string[]> {
-    return lazyLayerMounts(readFileSync("/proc/self/mountinfo", "utf8"), join(dir, "sn", "root"));
-  }
+  /** record-prefetch's window on this node (the test's own /proc stands for the host's). */
+  const record = (seconds: number) => recordPrefetch({ seconds, max: 0, snapshotterRoot: join(dir, "sn", "root"), hostProc: "/proc/self", recorder: RECORDER });
 
   async function landmarkOffset(tag: string): Promise<{ offset: number; before: string[] }> {
     const m = (await getManifest(reg.url, "learn/app", tag)).json;
@@ -64,21 +79,21 @@ describe.skipIf(!canRun && process.env.CI !== "true")("a prefetch list learned o
     return { offset: toc[i]!.offset!, before: toc.slice(0, i).filter((e) => e.type === "reg").map((e) => e.name) };
   }
 
-  it("records exactly the files the workload opened (big.bin, never read, is absent); converted with that list, the next start fetches them at mount and nothing more", async () => {
+  it("records exactly the files the workload opened (big.bin, never read, is absent); published and read back by the converter's engine, the next conversion puts them first and the next start fetches them at mount and nothing more", async () => {
     let err = "";
     const errs = new Writable({ write(c, _e, cb) { err += c; cb(); } });
-    expect(await main(["convert", `${reg.host}/learn/app:1.0`, `${reg.host}/learn/app:1.0-apparate`, "--plain-http"], quiet(), errs), err).toBe(0);
+    expect(await main(["convert", `${reg.host}/learn/app:1.0`, "--plain-http"], quiet(), errs), err).toBe(0);
+    expect((await landmarkOffset("1.0-apparate")).before).toEqual([]);
     const image = `${proxy.host}/learn/app:1.0-apparate`;
     await ctd.ctr(["images", "rpull", "--snapshotter", "stargz", "--plain-http", image], 300_000);
-    const mounts = await layerMounts();
-    expect(mounts.length).toBe(1);
+    expect(lazyLayerMounts(readFileSync("/proc/self/mountinfo", "utf8"), join(dir, "sn", "root"))).toHaveLength(1);
 
     // Negative control: a window with no workload records nothing.
-    const idle = await startRecording({ binary: RECORDER, paths: mounts, seconds: 120 });
+    const idle = await record(120);
     await new Promise((r) => setTimeout(r, 500));
     expect(await idle.stop()).toEqual([]);
 
-    const recording = await startRecording({ binary: RECORDER, paths: mounts, seconds: 120 });
+    const recording = await record(120);
     proxy.reset();
     const out = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "learn-run", "/bin/busybox", "cat", "/www/index.html"], 300_000);
     expect(out).toContain("hello from apparate");
@@ -88,20 +103,34 @@ describe.skipIf(!canRun && process.env.CI !== "true")("a prefetch list learned o
     // Without a list the start fetches busybox on demand (the figure the learned list removes).
     expect(plainRunBytes).toBeGreaterThan(256 << 10);
 
-    // Fed back: the learned list, as the converter's hook would write it.
-    const list = join(dir, "learned.txt");
-    writeFileSync(list, learned.join("\n") + "\n");
-    expect(await main(["convert", `${reg.host}/learn/app:1.0`, `${reg.host}/learn/app:1.0-learned`, "--plain-http", "--prefetch", list], quiet(), errs), err).toBe(0);
-    const { offset, before } = await landmarkOffset("1.0-learned");
+    // Published as the node command does; a second recording never overwrites it.
+    const repository = `${reg.host}/learn/app`;
+    const lists = new PrefetchLists(api.kubeConfig(), "apparate-system");
+    expect(await lists.publish(repository, learned, "node-1")).toBe("created");
+    expect(await lists.publish(repository, ["/www/big.bin"], "node-2")).toBe("exists");
+    expect(api.requests).toContain(`POST /api/v1/namespaces/apparate-system/configmaps`);
+
+    // The next conversion by the push-triggered converter's engine reads it.
+    const config = compileConfig({ acceleration: { registries: [reg.host] }, registry: { plainHttp: [reg.host] } });
+    const stack = createRegistryStack(config, new Metrics());
+    const digest = (await getManifest(reg.url, "learn/app", "1.0")).digest;
+    try {
+      const engine = engineFor(stack, config, learnedPrefetch(lists, createLogger({ level: "silent" })));
+      const r = await engine({ registry: reg.host, repository: "learn/app", tag: "1.0", digest, targetTag: "1.0-apparate" }, AbortSignal.timeout(120_000));
+      expect(r.result).toBe("converted");
+    } finally { await stack.destroy(); }
+    expect(api.requests).toContain(`GET /api/v1/namespaces/apparate-system/configmaps/${prefetchConfigMapName(repository)}`);
+    expect((await getManifest(reg.url, "learn/app", "1.0-apparate")).json.annotations[PREFETCH_ANNOTATION]).toMatch(/^sha256:/);
+    const { offset, before } = await landmarkOffset("1.0-apparate");
     expect(before).toEqual(["bin/busybox", "www/index.html"]);
 
     proxy.reset();
-    await ctd.ctr(["images", "rpull", "--snapshotter", "stargz", "--plain-http", `${proxy.host}/learn/app:1.0-learned`], 300_000);
+    await ctd.ctr(["images", "rpull", "--snapshotter", "stargz", "--plain-http", image], 300_000);
     const until = Date.now() + 3000;
     while (Date.now() < until && proxy.blobBytes < offset) await new Promise((r) => setTimeout(r, 50));
     const atMount = proxy.blobBytes;
     expect(atMount).toBeGreaterThanOrEqual(offset);
-    const again = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", `${proxy.host}/learn/app:1.0-learned`, "learned-run", "/bin/busybox", "cat", "/www/index.html"], 300_000);
+    const again = await ctd.ctr(["run", "--rm", "--snapshotter", "stargz", image, "learned-run", "/bin/busybox", "cat", "/www/index.html"], 300_000);
     expect(again).toContain("hello from apparate");
     const learnedRunBytes = proxy.blobBytes - atMount;
     expect(learnedRunBytes).toBeLessThan(64 << 10);
