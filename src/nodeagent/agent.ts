@@ -71,6 +71,11 @@ export class NodeAgent {
   }
 
   async checkOnce(): Promise<Health> {
+    // A containerd 1.x drop-in copies the node's CRI section: when the node rewrites it, apply again.
+    if (!this.blocked && this.d.installer.dropInStale()) {
+      this.d.logger.info({}, "the node's CRI settings changed under apparate's drop-in: applying again");
+      await this.install().catch((e: Error) => this.d.logger.error({ err: e.message }, "applying again failed"));
+    }
     const sn = await checkSnapshotter(this.d.socket);
     const cri = await this.d.runtime.criStatus();
     const criOk = cri.loaded && cri.snapshotter === this.name;

@@ -59,6 +59,8 @@ export interface State {
   legacyHosts: HostsEntry[];
   /** apparate's own drop-in (host path) and what was written to it, when the keys live there instead of in `target`. */
   dropIn?: { path: string; sha256: string };
+  /** The drop-in was written and containerd has not been restarted on it yet. */
+  dropInRestart?: boolean;
   /** A candidate that failed after the restart (rolled back): not tried again. */
   failed?: { sha256: string; reason: string };
   journal: { step: string; at: string }[];
@@ -299,10 +301,7 @@ export class Installer {
       const effective = await this.runtime.configDump(explicitImports(doc, files));
       edit = applyApparate(`version = ${versionOf(doc)}\n`, { ...this.editOptions(major), effectiveIsDump: true, mergedOnto: effectiveConfig(doc, files.map((f) => f.doc), major) }, effective);
     } else {
-      // The whole CRI section replaces the imported one: as the node's files make it, plus apparate's keys.
-      const effective = effectiveConfig(doc, files.map((f) => f.doc));
-      const skeleton: Table = { version: 2n, plugins: { [CRI_V2]: structuredClone(get(effective, ["plugins", CRI_V2])) } };
-      edit = applyApparate(renderConfig(skeleton), this.editOptions(major), effective);
+      edit = this.dropInEdit1(doc, files);
     }
     const text = `${DROPIN_HEADER}${edit.text}`;
     const cand = (path: string) => withDropIn(files, { path, pattern: place.pattern, doc: parseConfig(edit.text) });
@@ -335,6 +334,8 @@ export class Installer {
       await this.runtime.probe(merged);
       this.step(state, "probe");
       state.dropIn = { path: place.path, sha256: sha };
+      // A rewrite (the node's CRI section changed under a 1.x copy) needs containerd to read it even where CRI already runs stargz; kept across a crash.
+      state.dropInRestart = true;
       this.saveState(state);
       // 0600: on 1.x it carries a copy of the node's CRI section, registry credentials included (Talos keeps them 0600).
       writeAtomic(local, text, { mode: 0o600, uid: 0, gid: 0 });
@@ -345,7 +346,7 @@ export class Installer {
 
     const wantedPath = registryConfigDirs(merged, major).join(":");
     const before = await this.runtime.criStatus();
-    const running = before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
+    const running = !state.dropInRestart && before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
     let restarted = false;
     if (!running) {
       this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
@@ -355,11 +356,39 @@ export class Installer {
       const after = await this.waitCri(wantedPath);
       if (!after.ok) {
         state.dropIn = undefined;
+        state.dropInRestart = undefined;
         await this.rollback(state, local, after.reason, sha, { text: mustWrite ? existing : undefined });
       }
     }
+    state.dropInRestart = undefined;
     this.step(state, "verify");
     return { status: "installed", restarted, changed: mustWrite };
+  }
+
+  /** containerd 1.x: the whole CRI section replaces the imported one, so the drop-in is that section as the node's files make it, plus apparate's keys. */
+  private dropInEdit1(doc: Table, files: ImportedFile[]): EditResult {
+    const effective = effectiveConfig(doc, files.map((f) => f.doc));
+    const skeleton: Table = { version: 2n, plugins: { [CRI_V2]: structuredClone(get(effective, ["plugins", CRI_V2])) } };
+    return applyApparate(renderConfig(skeleton), this.editOptions(1), effective);
+  }
+
+  /**
+   * Whether apparate's containerd 1.x drop-in no longer carries the CRI section the node's
+   * files make (Talos or config management rewrote an imported file): containerd would
+   * keep running the old copy at its next restart. The agent checks this on every health
+   * tick and applies again (rewrite, restart). File reads only; 2.x drop-ins hold apparate's
+   * keys alone and do not go stale this way.
+   */
+  dropInStale(): boolean {
+    const state = this.readStateQuiet();
+    if (!state?.dropIn || (this.major ?? 1) >= 2) return false;
+    const written = readIf(this.h(state.dropIn.path));
+    if (written === undefined) return true;
+    try {
+      const doc = parseConfig(readIf(this.h(state.target)) ?? "", state.target);
+      const edit = this.dropInEdit1(doc, this.importFiles(doc));
+      return edit.refused !== undefined || `${DROPIN_HEADER}${edit.text}` !== written;
+    } catch { return true; }
   }
 
   /** Deletes apparate's drop-in (the state's, or any imported file with apparate's header when the state is lost). */

@@ -188,6 +188,38 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     }
   }, 90_000);
 
+  it.skipIf(major >= 2)("a 1.x drop-in follows the node: when Talos rewrites its CRI file, the copy is stale, and applying again carries the new settings", async () => {
+    const layout = layouts.find((l) => l.layout === "talos-cri-glob-v2")!;
+    const root = join(base, "stale");
+    await node(root, layout);
+    const part = join(root, "var/cri/conf.d/registries.toml");
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, layout.config), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
+    const installer = new Installer({
+      hostRoot: root, containerdConfig: layout.config, certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
+    }, ctd, logger);
+    await ctd.start();
+    try {
+      expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true });
+      expect(installer.dropInStale()).toBe(false);
+      // Talos writes a new registry part (another user); containerd restarts on it and would run apparate's old copy.
+      writeFileSync(part, readFileSync(part, "utf8").replace('username = "root"', 'username = "rotated"'));
+      expect(installer.dropInStale()).toBe(true);
+      await ctd.restart();
+      const auth = async () => ((await ctd.criStatus()) as any).config?.registry?.configs?.["some.host:123"]?.auth?.username;
+      expect(await auth()).toBe("root");
+      expect(await installer.apply()).toMatchObject({ status: "installed", changed: true, restarted: true });
+      expect(installer.dropInStale()).toBe(false);
+      expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "stargz" });
+      expect(await auth()).toBe("rotated");
+      expect((await installer.uninstall()).restored).toBe(true);
+      expect(await auth()).toBe("rotated");
+      expect(readdirSync(join(root, "var/cri/conf.d"))).toEqual(["registries.toml"]);
+    } finally {
+      await ctd.stop();
+    }
+  }, 90_000);
+
   it("negative control: a directory of CRI settings that the config does not import is not used; apparate edits the main file", async () => {
     const root = join(base, "not-imported");
     const v = major >= 2 ? 3 : 2;
