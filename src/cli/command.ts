@@ -35,6 +35,13 @@ export class UsageError extends ApparateError {
   }
 }
 
+/** A failure with its own exit status (for example convert's 11, "cannot be converted"): printed like any other. */
+export class CommandFailure extends ApparateError {
+  constructor(message: string, readonly exitCode: number, options?: { cause?: unknown }) {
+    super("command-failure", message, undefined, options);
+  }
+}
+
 export interface ParsedArgs {
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   positionals: string[];

@@ -1,8 +1,8 @@
-// The shell around the subcommands of src/cli/commands.ts: help, --version, exit codes (0 done, 1 failed, 2 usage) and
+// The shell around the subcommands of src/cli/commands.ts: help, --version, exit codes (0 done, 1 failed, 2 usage, or a command's own) and
 // one-line errors, with the stack only under --debug.
 import { readFileSync } from "node:fs";
 import { ApparateError } from "../errors.js";
-import { helpText, isParseArgsError, UsageError, wantsHelp } from "./command.js";
+import { CommandFailure, helpText, isParseArgsError, UsageError, wantsHelp } from "./command.js";
 import { COMMANDS, findCommand } from "./commands.js";
 
 function version(): string {
@@ -58,6 +58,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
       return 2;
     }
     const msg = e instanceof Error ? e.message : String(e);
+    if (e instanceof CommandFailure) { err.write(`apparate ${name}: ${msg}\n`); return e.exitCode; }
     err.write(`apparate ${name}: ${e instanceof ApparateError ? msg : `unexpected error: ${msg}`}\n`);
     if (debug && e instanceof Error && e.stack) err.write(`${e.stack}\n`);
     else if (!(e instanceof ApparateError)) err.write("Run again with --debug for the stack trace.\n");

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { parseCommandArgs, UsageError, type CommandSpec } from "../cli/command.js";
+import { CommandFailure, parseCommandArgs, UsageError, type CommandSpec } from "../cli/command.js";
 import { CONFIG_ENV, CONFIG_OPTION, loadCliConfig } from "../cli/config.js";
 import { parseReference, ImageReferenceError, type ImageReference } from "../image/reference.js";
 import { createLogger } from "../observability/logger.js";
@@ -226,9 +226,7 @@ export async function convertCommand(argv: readonly string[], out: NodeJS.Writab
   } catch (err) {
     if (!isPermanentConversionError(err)) throw err;
     // A distinct status: a Job's failure policy fails at once on it, and the converter does not retry.
-    progress?.stop();
-    process.stderr.write(`apparate convert: ${err.message} (cannot be converted: retrying cannot help)\n`);
-    return EXIT_UNCONVERTIBLE;
+    throw new CommandFailure(`${err.message} (cannot be converted: retrying cannot help)`, EXIT_UNCONVERTIBLE, { cause: err });
   } finally {
     progress?.stop();
     process.off("SIGINT", onSignal);

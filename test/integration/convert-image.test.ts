@@ -12,7 +12,7 @@ import { Writable } from "node:stream";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { EXIT_UP_TO_DATE } from "../../src/convert/command.js";
+import { EXIT_UNCONVERTIBLE, EXIT_UP_TO_DATE } from "../../src/convert/command.js";
 import { convertLayer, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from "../../src/convert/estargz.js";
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_REF_ANNOTATION } from "../../src/convert/image.js";
 import { buildOracle, oracleBuildable, verifyWithOracle } from "../support/estargz-oracle.js";
@@ -175,8 +175,9 @@ describe.skipIf((!registryAvailable || !oracleBuildable) && process.env.CI !== "
   });
 
   it("bad inputs: a missing source, a tag that already has the suffix, bad flags: clear errors and exit codes", async () => {
+    // A source that does not exist cannot be converted by retrying: the permanent status.
     const missing = await cli(`${reg.host}/nothing:here`, "--plain-http");
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(EXIT_UNCONVERTIBLE);
     expect(missing.err).toMatch(/nothing:here does not exist/);
     const loop = await cli(`${reg.host}/app:1.0-apparate`, "--plain-http");
     expect(loop.code).toBe(1);
@@ -186,12 +187,12 @@ describe.skipIf((!registryAvailable || !oracleBuildable) && process.env.CI !== "
     expect((await cli()).code).toBe(2);
   });
 
-  it("a corrupt gzip layer fails naming the layer, and no tag is written", async () => {
+  it("a corrupt gzip layer fails for good (exit 11, not 1) naming the layer, and no tag is written", async () => {
     const bad = Buffer.from(layers[1]!);
     bad[bad.length - 6]! ^= 0xff;
     await pushTestImage(reg.url, "corrupt", "1", [{ layers: [{ blob: layers[0]! }, { blob: bad, diffID: sha("x") }] }]);
     const r = await cli(`${reg.host}/corrupt:1`, "--plain-http");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(EXIT_UNCONVERTIBLE);
     expect(r.err).toMatch(new RegExp(`layer 2/2 \\(${sha(bad)}\\).*not valid gzip`));
     expect((await getManifest(reg.url, "corrupt", "1-apparate")).status).toBe(404);
   });
