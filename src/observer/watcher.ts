@@ -11,7 +11,7 @@
 // watermark, or finished without being Ready, are dropped as they arrive); per node,
 // its name while it carries the apparate label (a label-selected, metadata-only
 // watch); per starting pod, its parsed kubelet image messages.
-import { CoreV1Api, type KubeConfig, type CoreV1Event, type V1Node, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type CoreV1Event, setHeaderOptions, type V1Node, type V1Pod } from "@kubernetes/client-node";
 import type { Config } from "../config/config.js";
 import { ALWAYS_EXCLUDED_NAMESPACES } from "../config/config.js";
 import { ACCEPT_METADATA_LIST, startReflector, type Reflector } from "../kube/reflector.js";
@@ -60,14 +60,8 @@ export interface StartObserver {
 /** Pods whose pull events are kept while they start; the oldest are dropped beyond it. */
 const MAX_PENDING_PODS = 20_000;
 
-/** The Accept header of a metadata-only list, through client-node's generated API (its middleware is Observable-shaped). */
-const metadataOnlyList = {
-  middleware: [{
-    pre: (ctx: { setHeaderParam(k: string, v: string): void }) => ({ toPromise: async () => { ctx.setHeaderParam("Accept", ACCEPT_METADATA_LIST); return ctx; } }),
-    post: (rsp: unknown) => ({ toPromise: async () => rsp }),
-  }],
-  middlewareMergeStrategy: "append",
-} as never;
+/** A metadata-only list through client-node's generated API. */
+const metadataOnlyList = setHeaderOptions("Accept", ACCEPT_METADATA_LIST);
 
 export function startStartObserver(kc: KubeConfig, config: Config, logger: Logger, recorder: StartRecorder, opts: StartObserverOptions): StartObserver {
   const core = kc.makeApiClient(CoreV1Api);
