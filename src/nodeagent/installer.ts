@@ -181,6 +181,7 @@ export class Installer {
     const decision = decideDropIn(doc, this.importPatterns(doc), files, major, (d) => existsSync(this.h(d)));
     if (decision.mode === "refuse") {
       this.logger.warn({ reason: decision.reason, config: target }, decision.message);
+      await this.withdrawDropIn(state);
       return { status: "refused", reason: decision.reason, message: decision.message };
     }
     if (decision.mode === "dropin") {
@@ -318,6 +319,7 @@ export class Installer {
     }
     if (edit.refused) {
       this.logger.warn({ reason: edit.refused.reason, config: state.target, dropIn: place.path }, edit.refused.message);
+      await this.withdrawDropIn(state);
       return { status: "refused", ...edit.refused };
     }
     state.legacyHosts = edit.hosts;
@@ -389,6 +391,21 @@ export class Installer {
       const edit = this.dropInEdit1(doc, this.importFiles(doc));
       return edit.refused !== undefined || `${DROPIN_HEADER}${edit.text}` !== written;
     } catch { return true; }
+  }
+
+  /**
+   * The node changed so that apparate now refuses it while its drop-in is in place (a 1.x
+   * copy would keep shadowing the node's new CRI section): the drop-in goes and containerd
+   * restarts on the node's own files. The rest (hosts.toml, state) stays for uninstall.
+   */
+  private async withdrawDropIn(state: State): Promise<void> {
+    if (!state.dropIn) return;
+    rmSync(this.h(state.dropIn.path), { force: true });
+    this.logger.warn({ dropIn: state.dropIn.path }, "apparate refuses this node now: its drop-in removed, containerd restarted on the node's own config");
+    state.dropIn = undefined;
+    state.dropInRestart = undefined;
+    this.saveState(state);
+    await this.runtime.restart();
   }
 
   /** Deletes apparate's drop-in (the state's, or any imported file with apparate's header when the state is lost). */

@@ -220,6 +220,31 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     }
   }, 90_000);
 
+  it("a node that now must be refused gets its own config back: the drop-in is withdrawn and containerd restarted", async () => {
+    const layout = layouts.find((l) => l.layout === "talos-cri-glob-v2")!;
+    const root = join(base, "withdrawn");
+    await node(root, layout);
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, layout.config), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
+    const installer = new Installer({
+      hostRoot: root, containerdConfig: layout.config, certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
+    }, ctd, logger);
+    await ctd.start();
+    try {
+      expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true });
+      // The node now points "stargz" at its own snapshotter: apparate must not take it over.
+      writeFileSync(join(root, "var/cri/conf.d/other-snapshotter.toml"), 'version = 2\n[proxy_plugins.stargz]\ntype = "snapshot"\naddress = "/run/containerd-stargz-grpc/containerd-stargz-grpc.sock"\n');
+      const restarts = ctd.restarts;
+      expect(await installer.apply()).toMatchObject({ status: "refused", reason: "SnapshotterInUse" });
+      expect(readdirSync(join(root, "var/cri/conf.d")).sort()).toEqual(["other-snapshotter.toml", "registries.toml"]);
+      expect(ctd.restarts).toBe(restarts + 1);
+      expect(await ctd.criStatus()).toMatchObject({ loaded: true, snapshotter: "overlayfs" });
+      expect((await installer.uninstall()).restored).toBe(true);
+    } finally {
+      await ctd.stop();
+    }
+  }, 90_000);
+
   it("negative control: a directory of CRI settings that the config does not import is not used; apparate edits the main file", async () => {
     const root = join(base, "not-imported");
     const v = major >= 2 ? 3 : 2;
