@@ -140,8 +140,22 @@ export class RegistryClient {
     this.label = opts.label ?? ((d) => d);
   }
 
-  async close(): Promise<void> { await this.dispatcher.close(); }
-  async destroy(): Promise<void> { await this.dispatcher.destroy(); }
+  async close(): Promise<void> { await Promise.all([this.dispatcher.close(), this.storage?.close()]); }
+  async destroy(): Promise<void> { await Promise.all([this.dispatcher.destroy(), this.storage?.destroy()]); }
+
+  /** For redirects to blob storage: the system's CAs (not registry.caFile), no proxy, the same dial check. */
+  private storage: Agent | undefined;
+
+  /**
+   * A GET of a URL a registry redirected to (blob storage, pre-signed): no credentials,
+   * and the address check of every other dial, since the registry chose the URL.
+   */
+  storageGet(url: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const u = new URL(url);
+    this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
+    this.storage ??= new Agent({ keepAliveTimeout: 30_000, connect: guardedConnector(this.policy, {}) });
+    return request(url, { method: "GET", signal, dispatcher: this.storage, headers: { "user-agent": this.opts.userAgent ?? "apparate" } });
+  }
 
   /** Registries with requests in flight or queued. */
   get activeRegistries(): number { return this.limiter.hosts; }

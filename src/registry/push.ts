@@ -107,9 +107,8 @@ export class Repository {
       const loc = header(res, "location");
       await res.body.dump();
       if (!loc) break;
-      // Storage URLs are pre-signed: no registry credentials go there.
-      const { request } = await import("undici");
-      res = await request(this.abs(loc), { method: "GET", signal: this.signal });
+      // Storage URLs are pre-signed: no registry credentials go there; the address is checked as every dial is.
+      res = await this.client.storageGet(this.abs(loc), this.signal);
     }
     if (res.statusCode !== 200) throw new RegistryWriteError("blob-get", `${this.name}: GET blob ${digest}: registry answered ${res.statusCode} ${await errorText(res)}`.trim(), digest, res.statusCode);
     return res.body as AsyncIterable<Buffer>;

@@ -13,6 +13,9 @@ import { startConnectProxy, type ConnectProxy } from "../support/connect-proxy.j
 import { freePort } from "../support/ports.js";
 import { decodePatch, review, startWebhook, type TestWebhook } from "../support/webhook.js";
 import { webPod } from "../support/pods.js";
+import { RegistryClient } from "../../src/registry/client.js";
+import { DialPolicy } from "../../src/registry/network.js";
+import { Repository } from "../../src/registry/push.js";
 
 const MARK = "INSIDE-5c1e";
 const OCI = "application/vnd.oci.image.manifest.v1+json";
@@ -150,5 +153,41 @@ describe("the address check in every dial path, with a proxy configured", () => 
       expect(r.warnings).toContain("unreachable through the proxy");
       expect(r.warnings).not.toMatch(/502|Proxy response/);
     });
+  });
+});
+
+describe("a registry's redirect to blob storage goes through the same address check (the converter's blob reads)", () => {
+  const DIGEST = `sha256:${"ab".repeat(32)}`;
+  let registry: FaultServer;  // the converter's configured registry (named by the operator)
+  let storage: FaultServer;   // where it redirects: an internal service on 127.0.0.9
+  beforeAll(async () => {
+    storage = await startFaultServer((_q, r) => { r.writeHead(200).end(MARK); }, { address: "127.0.0.9" });
+    registry = await startFaultServer((_q, r) => { r.writeHead(307, { location: `${storage.url}/latest/meta-data` }).end(); });
+  });
+  afterAll(async () => { await Promise.all([registry?.stop(), storage?.stop()]); });
+
+  async function readBlob(allowPrivate: string[]): Promise<string> {
+    const client = new RegistryClient({ requestTimeoutMs: 2000, plainHttp: [registry.host], dialPolicy: new DialPolicy({ namedHosts: [registry.host], allowPrivate }) });
+    try {
+      const repo = new Repository(client, { domain: registry.host, path: "team/web" }, undefined, false, AbortSignal.timeout(5000));
+      const chunks: Buffer[] = [];
+      for await (const c of await repo.blobStream(DIGEST)) chunks.push(c);
+      return Buffer.concat(chunks).toString();
+    } finally {
+      await client.close();
+    }
+  }
+
+  it("a redirect to a loopback address the operator did not allow is refused before it is dialled", async () => {
+    storage.received.length = 0;
+    await expect(readBlob([])).rejects.toThrow("address refused: 127.0.0.9 is on a loopback address");
+    expect(registry.received.map((r) => r.url)).toContain(`/v2/team/web/blobs/${DIGEST}`);
+    expect(storage.received).toEqual([]);
+  });
+
+  it("negative control: storage in registry.allowPrivateNetworks is read through the same path", async () => {
+    storage.received.length = 0;
+    expect(await readBlob(["127.0.0.9/32"])).toBe(MARK);
+    expect(storage.received).toEqual([{ method: "GET", url: "/latest/meta-data" }]);
   });
 });
