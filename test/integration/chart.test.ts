@@ -486,6 +486,24 @@ describe.skipIf(!existsSync(HELM))("helm chart", () => {
     expect(readFileSync(`${CHART}/values.yaml`, "utf8")).toMatch(/^ {2}usePodPullSecrets: false/m);
   });
 
+  it("learned prefetch lists: the node agent may only create ConfigMaps in the release namespace, the in-process converter only get them; job mode's converter and the webhook have no ConfigMap rule", () => {
+    const CONVERTER = ["--set", "converter.enabled=true", "--set", "converter.sources[0].name=registry", "--set", "converter.sources[0].kind=distribution", "--set", "converter.sources[0].secret=s3cret-s3cret-s3cret"];
+    const configMapRules = (objs: Obj[]) => [...ofKind(objs, "ClusterRole"), ...ofKind(objs, "Role")].flatMap((r) => r.rules.filter((rule: any) => rule.resources.includes("configmaps")).map((rule: any) => ({ role: `${r.kind} ${r.metadata.name}`, namespace: r.metadata.namespace, verbs: rule.verbs })));
+    const subjectsOf = (objs: Obj[], role: string) => [...ofKind(objs, "RoleBinding")].filter((b) => b.roleRef.name === role).flatMap((b) => b.subjects.map((x: any) => x.name));
+    const objs = render(CONVERTER);
+    const rules = configMapRules(objs);
+    expect(rules).toHaveLength(2);
+    expect(rules).toEqual(expect.arrayContaining([
+      { role: "Role rel-apparate-node-prefetch", namespace: NS, verbs: ["create"] },
+      { role: "Role rel-apparate-converter", namespace: NS, verbs: ["get"] },
+    ]));
+    expect(subjectsOf(objs, "rel-apparate-node-prefetch")).toEqual(["rel-apparate-node"]);
+    // Negative controls: job mode reads no list; without the node agent nothing may create one.
+    const jobs = render([...CONVERTER, "--set", "converter.mode=job"]);
+    expect(configMapRules(jobs).map((r) => r.role)).toEqual(["Role rel-apparate-node-prefetch"]);
+    expect(configMapRules(render(["--set", "nodeAgent.enabled=false"]))).toEqual([]);
+  });
+
   it("the node agent: RBAC plus, on 1.30+, a policy keyed on the token's node-name claim; the namespace can carry the privileged PSS label", () => {
     const objs = render();
     const [vap] = ofKind(objs, "ValidatingAdmissionPolicy");

@@ -5,7 +5,7 @@
 // repository's ConfigMap (through the Kubernetes API stand-in) and read by the push-triggered
 // converter's engine on the next conversion, it puts those files behind .prefetch.landmark:
 // the next start finds them fetched at mount and fetches nothing more.
-import { readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
