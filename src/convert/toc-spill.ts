@@ -1,7 +1,7 @@
 // The TOC of a layer being converted, kept out of the JS heap: each entry is serialised
 // once into a temporary file as it is made, and only a few bytes per entry stay in
 // memory (its offset in the file, a dropped bit, a part number, a span). A name index
-// maps a 31-bit hash of each name to the entry that currently holds that name; a hash
+// (typed arrays) maps a 31-bit hash of each name to the entry that currently holds that name; a hash
 // hit is confirmed by reading the entry's name back from the file, so collisions cost a
 // read, never a wrong answer. A layer of 1,000,000 files costs about 20 MB here instead
 // of the ~600 MB its entry objects would.
@@ -33,6 +33,54 @@ function hash31(s: string): number {
 
 export interface SpilledEntry { index: number; part: number; entry: TocEntry }
 
+/**
+ * Name hash -> entry index, open addressing in two typed arrays (8 bytes a slot, load at
+ * most one half): a JS Map of a million numbers costs ~60 MB of heap and twice that while
+ * it rehashes; this costs 16 MB. Slots are never emptied: a name keeps its slot, and a
+ * new holder of the name takes it over.
+ */
+class NameIndex {
+  private hashes = new Int32Array(1 << 12).fill(-1);
+  private heads = new Int32Array(1 << 12);
+  private used = 0;
+
+  /** Each index whose slot has this hash, until `visit` returns true; returns that index. */
+  find(h: number, visit: (index: number) => boolean): number | undefined {
+    const mask = this.hashes.length - 1;
+    for (let i = h & mask; this.hashes[i] !== -1; i = (i + 1) & mask) {
+      if (this.hashes[i] === h && visit(this.heads[i]!)) return i;
+    }
+    return undefined;
+  }
+
+  /** Points the slot found by find() at a new index, or adds a slot for this hash. */
+  set(h: number, slot: number | undefined, index: number): void {
+    if (slot !== undefined) { this.heads[slot] = index; return; }
+    if ((this.used + 1) * 2 > this.hashes.length) this.grow();
+    const mask = this.hashes.length - 1;
+    let i = h & mask;
+    while (this.hashes[i] !== -1) i = (i + 1) & mask;
+    this.hashes[i] = h;
+    this.heads[i] = index;
+    this.used++;
+  }
+
+  private grow(): void {
+    const [oldH, oldI] = [this.hashes, this.heads];
+    this.hashes = new Int32Array(oldH.length * 2).fill(-1);
+    this.heads = new Int32Array(oldH.length * 2);
+    const mask = this.hashes.length - 1;
+    for (let j = 0; j < oldH.length; j++) {
+      const h = oldH[j]!;
+      if (h === -1) continue;
+      let i = h & mask;
+      while (this.hashes[i] !== -1) i = (i + 1) & mask;
+      this.hashes[i] = h;
+      this.heads[i] = oldI[j]!;
+    }
+  }
+}
+
 export class TocSpill {
   readonly dir: string;
   private readonly fd: number;
@@ -44,7 +92,7 @@ export class TocSpill {
   private spans = new Uint32Array(1024);
   private dropped = new Uint8Array(128);
   private readonly renamed = new Map<number, { name?: string; linkName?: string }>();
-  private readonly names = new Map<number, number | number[]>();
+  private readonly names = new NameIndex();
   count = 0;
 
   constructor(readonly clean: (name: string) => string) {
@@ -123,20 +171,15 @@ export class TocSpill {
 
   /** The live entry that holds this (clean) name, if any. */
   lookup(name: string): number | undefined {
-    const v = this.names.get(hash31(name));
-    if (v === undefined) return undefined;
-    for (const c of typeof v === "number" ? [v] : v) if (this.clean(this.entry(c).name) === name) return c;
-    return undefined;
+    let found: number | undefined;
+    this.names.find(hash31(name), (c) => { if (this.clean(this.entry(c).name) !== name) return false; found = c; return true; });
+    return found;
   }
 
   /** Records that `head` now holds `name` (replacing whichever entry held it). */
   claim(name: string, head: number): void {
     const h = hash31(name);
-    const v = this.names.get(h);
-    if (v === undefined) { this.names.set(h, head); return; }
-    const list = (typeof v === "number" ? [v] : v).filter((c) => this.clean(this.entry(c).name) !== name);
-    list.push(head);
-    this.names.set(h, list.length === 1 ? list[0]! : list);
+    this.names.set(h, this.names.find(h, (c) => this.clean(this.entry(c).name) === name), head);
   }
 
   /** Live entries of a part, in order, renames applied. */

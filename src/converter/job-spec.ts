@@ -43,6 +43,9 @@ export const EXIT_UNCONVERTIBLE = 11;
 /** 128 + SIGKILL: what the kubelet reports for a container the kernel's OOM killer ended. */
 export const EXIT_KILLED = 137;
 
+/** V8 options `apparate convert` runs with in a Job (and in the bench): a small young generation bounds RSS. */
+export const CONVERT_NODE_OPTIONS = "--max-semi-space-size=2";
+
 export const LABEL_CONVERSION = "apparate.io/conversion";
 export const ANNOTATION_SOURCE = "apparate.io/source";
 export const ANNOTATION_DIGEST = "apparate.io/source-digest";
@@ -118,7 +121,9 @@ export function conversionJob(r: ConversionRequest, s: JobSettings): V1Job {
             name: JOB_CONTAINER,
             image: s.image,
             args: ["convert", `${source}@${r.digest}`, target, "--config", `${JOB_CONFIG_DIR}/config.yaml`],
-            env: [{ name: "LOG_LEVEL", value: "info" }, { name: "HOME", value: "/tmp" }],
+            // A 2 MiB young generation: the conversion's short-lived buffers are collected sooner;
+            // peak RSS of a 100,000-file layer 249 -> 185 MiB at the same speed (bench/results.json).
+            env: [{ name: "LOG_LEVEL", value: "info" }, { name: "HOME", value: "/tmp" }, { name: "NODE_OPTIONS", value: CONVERT_NODE_OPTIONS }],
             resources: {
               requests: { cpu: s.cpuRequest, memory: s.memoryRequest, "ephemeral-storage": s.ephemeralStorage },
               limits: { memory: s.memoryLimit, "ephemeral-storage": s.ephemeralStorage },

@@ -8,6 +8,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { CONVERT_NODE_OPTIONS } from "../../src/converter/job-spec.js";
 import { TestContainerd } from "../support/containerd.js";
 import { getManifest, pushTestImage } from "../support/oci-images.js";
 import { writeManyFilesLayer } from "../support/many-files.js";
@@ -17,9 +18,9 @@ const MiB = 2 ** 20;
 const SOURCE_DIRS = ["usr/lib/go-1.19", "usr/share/gocode", "usr/share/doc", "usr/lib/python3.11"];
 
 /** Runs a command, polling its peak RSS (VmHWM) until it exits. */
-async function measured(cmd: string, args: string[]): Promise<{ seconds: number; peakRssMiB: number; stdout: string }> {
+async function measured(cmd: string, args: string[], env?: Record<string, string>): Promise<{ seconds: number; peakRssMiB: number; stdout: string }> {
   const t0 = performance.now();
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env: { ...process.env, ...env } } : {}) });
   let stdout = "", stderr = "";
   child.stdout.on("data", (d) => { stdout += d; });
   child.stderr.on("data", (d) => { stderr = (stderr + d).slice(-4000); });
@@ -100,7 +101,7 @@ export async function convertBench(onlyBigLayer = false): Promise<ConvertBenchRe
 export interface ManyFilesRow {
   files: number;
   layerMiB: number;
-  apparate: { seconds: number; peakRssMiB: number; outputMiB: number };
+  apparate: { seconds: number; peakRssMiB: number; outputMiB: number; nodeOptions: string };
   ctrRemote: { convertSeconds: number; pullSeconds: number; peakRssMiB: number; outputMiB: number } | { skipped: string };
 }
 
@@ -129,7 +130,8 @@ export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.PO
       await pushTestImage(reg.url, name, "1", [{ layers: [{ blob: readFileSync(path) }] }]);
       rmSync(path);
       const src = `${reg.host}/${name}:1`;
-      const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"]);
+      // As a conversion Job runs it (job-spec.ts): the V8 options that bound its RSS.
+      const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"], { NODE_OPTIONS: CONVERT_NODE_OPTIONS });
       // Printed at once: ctr-remote's half can take long on many files.
       console.log(JSON.stringify({ files, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB } }));
       let theirs: ManyFilesRow["ctrRemote"] = { skipped: `ctr-remote runs only up to ${ctrRemoteUpTo} files in this run` };
@@ -141,7 +143,7 @@ export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.PO
         await ctr("images", "rm", src, `${src}-ctr`);
         await ctr("content", "prune", "references").catch(() => undefined);
       }
-      rows.push({ files, layerMiB: layerBytes / MiB, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-apparate")) / MiB }, ctrRemote: theirs });
+      rows.push({ files, layerMiB: layerBytes / MiB, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-apparate")) / MiB, nodeOptions: CONVERT_NODE_OPTIONS }, ctrRemote: theirs });
       console.log(JSON.stringify(rows.at(-1)));
     }
     return rows;

@@ -71,6 +71,10 @@ describe("conversion Job spec", () => {
     expect(job.spec).toMatchObject({ backoffLimit: 2, activeDeadlineSeconds: 3600, ttlSecondsAfterFinished: 600 });
   });
 
+  it("runs apparate convert with a 2 MiB young generation (NODE_OPTIONS), which bounds its RSS (bench/results.json conversionManyFiles)", () => {
+    expect(job.spec!.template.spec!.containers[0]!.env).toContainEqual({ name: "NODE_OPTIONS", value: "--max-semi-space-size=2" });
+  });
+
   it("fails the Job at once on up to date (10), usage (2), cannot be converted (11) and killed (137): another pod at once would end alike", () => {
     expect(job.spec!.podFailurePolicy!.rules).toContainEqual({ action: "FailJob", onExitCodes: { containerName: "convert", operator: "In", values: [2, 10, 11, 137] } });
     expect(job.spec!.template.spec!.restartPolicy).toBe("Never");
