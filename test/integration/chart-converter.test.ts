@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { compileConfig } from "../../src/config/config.js";
-import { conversionJob } from "../../src/converter/job-spec.js";
+import { CONVERT_NODE_OPTIONS, conversionJob } from "../../src/converter/job-spec.js";
 import { jobSettings } from "../../src/converter/main.js";
 import { validateObject, type K8sObject } from "../support/k8s-schema.js";
 import { restrictedViolations } from "../support/pod-security.js";
@@ -48,6 +48,8 @@ describe("chart: converter", () => {
     const dep = objs.find((o) => o.kind === "Deployment")!;
     expect(restrictedViolations(dep.spec.template.spec)).toEqual([]);
     expect(dep.spec.template.spec.containers[0].args).toEqual(["converter", "--config", "/etc/apparate/converter/config.yaml"]);
+    // In-process conversions run with the V8 options a conversion Job gets (bench/results.json conversionManyFiles).
+    expect(dep.spec.template.spec.containers[0].env).toContainEqual({ name: "NODE_OPTIONS", value: CONVERT_NODE_OPTIONS });
   });
 
   it("its config is the webhook's rules plus the converter section, accepted by the converter's schema, secrets as mounted files", () => {
@@ -69,7 +71,7 @@ describe("chart: converter", () => {
     expect(cm.data["config.yaml"]).not.toContain("s3cret-value");
   });
 
-  it("RBAC: a namespaced Role for Events and conversion Leases, nothing cluster-wide", () => {
+  it("RBAC: a namespaced Role for Events, conversion Leases and reading learned prefetch lists, nothing cluster-wide", () => {
     const objs = converterObjects(render(VALUES));
     expect(objs.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toBe(false);
     const role = objs.find((o) => o.kind === "Role")!;
@@ -77,6 +79,7 @@ describe("chart: converter", () => {
     expect(role.rules).toEqual([
       { apiGroups: [""], resources: ["events"], verbs: ["create"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create", "get", "delete"] },
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
     ]);
   });
 
