@@ -270,20 +270,8 @@ export class Installer {
     this.step(state, "write");
 
     // 5. Restart when the running CRI is not what the file says (also after a crash here).
-    const wantedPath = registryConfigDirs(parseConfig(edit.text), major).join(":");
-    const before = await this.runtime.criStatus();
-    const running = before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
-    let restarted = false;
-    if (!running) {
-      this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
-      await this.runtime.restart();
-      restarted = true;
-      this.step(state, "restart");
-      const after = await this.waitCri(wantedPath);
-      if (!after.ok) {
-        await this.rollback(state, live, after.reason, candidateSha, mustWrite ? { text: liveBefore } : undefined);
-      }
-    }
+    const { restarted, failed } = await this.restartUnlessRunning(state, registryConfigDirs(parseConfig(edit.text), major).join(":"), false);
+    if (failed !== undefined) await this.rollback(state, live, failed, candidateSha, mustWrite ? { text: liveBefore } : undefined);
     this.step(state, "verify");
     return { status: "installed", restarted, changed: mustWrite };
   }
@@ -346,21 +334,11 @@ export class Installer {
     state.dropIn ??= { path: place.path, sha256: sha };
     this.step(state, "write");
 
-    const wantedPath = registryConfigDirs(merged, major).join(":");
-    const before = await this.runtime.criStatus();
-    const running = !state.dropInRestart && before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
-    let restarted = false;
-    if (!running) {
-      this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
-      await this.runtime.restart();
-      restarted = true;
-      this.step(state, "restart");
-      const after = await this.waitCri(wantedPath);
-      if (!after.ok) {
-        state.dropIn = undefined;
-        state.dropInRestart = undefined;
-        await this.rollback(state, local, after.reason, sha, { text: mustWrite ? existing : undefined });
-      }
+    const { restarted, failed } = await this.restartUnlessRunning(state, registryConfigDirs(merged, major).join(":"), Boolean(state.dropInRestart));
+    if (failed !== undefined) {
+      state.dropIn = undefined;
+      state.dropInRestart = undefined;
+      await this.rollback(state, local, failed, sha, { text: mustWrite ? existing : undefined });
     }
     state.dropInRestart = undefined;
     this.step(state, "verify");
@@ -427,6 +405,22 @@ export class Installer {
       } else notes.push(`${p} was apparate's drop-in but someone rewrote it: left as it is`);
     }
     return removed;
+  }
+
+  /**
+   * Restarts containerd unless its CRI already runs stargz with these registry dirs (a
+   * drop-in rewritten in place must restart whatever CRI says: `force`). `failed` is why
+   * CRI did not come up as wanted after the restart; the caller rolls back.
+   */
+  private async restartUnlessRunning(state: State, wantedPath: string, force: boolean): Promise<{ restarted: boolean; failed?: string }> {
+    const before = await this.runtime.criStatus();
+    const running = !force && before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
+    if (running) return { restarted: false };
+    this.logger.info({ cri: before }, "restarting containerd: its CRI does not run the wanted config yet");
+    await this.runtime.restart();
+    this.step(state, "restart");
+    const after = await this.waitCri(wantedPath);
+    return after.ok ? { restarted: true } : { restarted: true, failed: after.reason };
   }
 
   private async waitCri(wantedPath: string): Promise<{ ok: true } | { ok: false; reason: string }> {

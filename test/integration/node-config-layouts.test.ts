@@ -108,6 +108,16 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
   afterAll(() => { if (base) rmSync(base, { recursive: true, force: true }); });
   const major = Number(release.version.split(".")[0]) >= 2 ? 2 : 1;
 
+  /** A sandboxed node at root: the real containerd reading `config` (imports kept) and an agent for it. */
+  function sandbox(root: string, config: string, mirrors: Record<string, string[]> = {}): { ctd: SandboxedContainerd; installer: Installer } {
+    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, config), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
+    const installer = new Installer({
+      hostRoot: root, containerdConfig: config, certsDir: "/etc/containerd/certs.d",
+      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors, plainHttp: [], stateDir: "/var/lib/apparate-node",
+    }, ctd, logger);
+    return { ctd, installer };
+  }
+
   it.each(layouts.map((l) => [l.layout, l] as const))("%s", async (name, layout) => {
     const want = EXPECTED[name]![major];
     const root = join(base, name);
@@ -115,12 +125,7 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     const skip = (p: string) => p.startsWith(join(root, "var/lib/apparate-node")) || p.startsWith(join(root, "ctd"));
     const original = tree(root, skip);
     const mainText = () => readFileSync(join(root, layout.config), "utf8");
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(mainText()), undefined, release, { hostRoot: root, keepImports: true });
-    const installer = new Installer({
-      hostRoot: root, containerdConfig: layout.config, certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
-      mirrors: { "quay.io": ["quay.mirror.example"] }, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { ctd, installer } = sandbox(root, layout.config, { "quay.io": ["quay.mirror.example"] });
     const record = (o: string) => { results[name] = { ...results[name], [release.version]: o }; };
     const nodeFiles = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).filter(([k]) => !k.startsWith("etc/apparate-stargz") && !k.includes("/quay.io/")));
     await ctd.start();
@@ -193,11 +198,7 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     const root = join(base, "stale");
     await node(root, layout);
     const part = join(root, "var/cri/conf.d/registries.toml");
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, layout.config), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
-    const installer = new Installer({
-      hostRoot: root, containerdConfig: layout.config, certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { ctd, installer } = sandbox(root, layout.config);
     await ctd.start();
     try {
       expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true });
@@ -224,11 +225,7 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     const layout = layouts.find((l) => l.layout === "talos-cri-glob-v2")!;
     const root = join(base, "withdrawn");
     await node(root, layout);
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, layout.config), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
-    const installer = new Installer({
-      hostRoot: root, containerdConfig: layout.config, certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { ctd, installer } = sandbox(root, layout.config);
     await ctd.start();
     try {
       expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true });
@@ -254,11 +251,7 @@ describe.skipIf(!canRun).each(releases.map((r) => [r.version, r] as const))("nod
     writeFileSync(join(root, "etc/containerd/conf.d/10-cri.toml"), `version = ${v}\n[plugins.${images}]\nsnapshotter = "native"\n`);
     const skip = (p: string) => p.startsWith(join(root, "var/lib/apparate-node")) || p.startsWith(join(root, "ctd"));
     const original = tree(root, skip);
-    const ctd = new SandboxedContainerd(join(root, "ctd"), () => parseConfig(readFileSync(join(root, "etc/containerd/config.toml"), "utf8")), undefined, release, { hostRoot: root, keepImports: true });
-    const installer = new Installer({
-      hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
-      snapshotterSocket: "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz", mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node",
-    }, ctd, logger);
+    const { ctd, installer } = sandbox(root, "/etc/containerd/config.toml");
     await ctd.start();
     try {
       expect(await installer.apply(), ctd.log.slice(-2000)).toMatchObject({ status: "installed", restarted: true, changed: true });
