@@ -4,8 +4,9 @@
 // on loopback for the first lookups (links recorded by `apparate convert`), then only
 // cache hits. Alternating rounds, medians; pods are new each review (name, uid), without
 // the plan memo (every review looks its images up) and with it.
-//   node --import tsx test/bench/digest-links.ts   (writes bench/digest-links.json)
-import { writeFileSync } from "node:fs";
+//   npm run bench digest-links   (bench/results.json digestLinks), or alone:
+//   node --import tsx test/bench/digest-links.ts   (prints the figures only)
+import { pathToFileURL } from "node:url";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { type Answer, handleReview, type HandlerDeps } from "../../src/admission/handler.js";
@@ -24,7 +25,10 @@ import { decodePatch, review } from "../support/webhook.js";
 const IMAGES = 4;
 const quiet = new Writable({ write(_c, _e, cb) { cb(); } });
 
-async function main(): Promise<void> {
+export interface DigestLinksRound { tagsUs: number; digestLinksUs: number; ratio: number; tagRounds: number[]; digestRounds: number[] }
+export interface DigestLinksResult { images: number; date: string; withoutPlanMemo: DigestLinksRound; withPlanMemo: DigestLinksRound; linkCacheEntries: number }
+
+export async function digestLinksBench(): Promise<DigestLinksResult> {
   const reg = await startRegistry();
   try {
     const digests: string[] = [];
@@ -62,9 +66,12 @@ async function main(): Promise<void> {
       out[memo ? "withPlanMemo" : "withoutPlanMemo"] = { tagsUs: +med(t).toFixed(2), digestLinksUs: +med(p).toFixed(2), ratio: +(med(p) / med(t)).toFixed(3), tagRounds: t.map((x) => +x.toFixed(2)), digestRounds: p.map((x) => +x.toFixed(2)) };
     }
     out.linkCacheEntries = stack.links.cacheSize;
-    console.log(JSON.stringify(out, null, 2));
-    writeFileSync("bench/digest-links.json", JSON.stringify(out, null, 2) + "\n");
     await stack.destroy();
+    return out as unknown as DigestLinksResult;
   } finally { await reg.stop(); }
 }
-void main();
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const out = await digestLinksBench();
+  console.log(JSON.stringify(out, null, 2));
+}

@@ -25,6 +25,7 @@ import { benchPod } from "./bench-pod.js";
 import { OBSERVER_METHOD, observerMemoryBench } from "./observer.js";
 import { LOOKUP_MEMORY_METHOD, lookupMemoryBench } from "./lookup-memory.js";
 import { AVAILABILITY_METHOD, availabilityBench } from "./availability.js";
+import { digestLinksBench } from "./digest-links.js";
 
 // As in production (pino's synchronous sonic-boom at info level), into /dev/null.
 const quietLogger = createLogger({ destination: pino.destination({ dest: "/dev/null", sync: true }) });
@@ -200,6 +201,13 @@ async function main() {
     methods.push(AVAILABILITY_METHOD);
     const none = r.rounds.find((x) => x.attack === "none")!;
     for (const x of r.rounds.filter((y) => y.attack !== "none")) row(`victim at ${r.rate} reviews/s while ${x.attack}`, `p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, max ${x.max.toFixed(1)} ms, ${x.errors} errors of ${x.requests + x.errors}`, `no attack: p99 ${none.p99.toFixed(2)} ms, max ${none.max.toFixed(1)} ms, ${none.errors} errors`, `p99 within the ${r.deadlineMs} ms deadline, no error: ${x.p99 < r.deadlineMs && x.errors === 0 ? "✓" : "✗"}`);
+  }
+  if (want("digest-links")) {
+    const r = await digestLinksBench();
+    results.digestLinks = r;
+    for (const [k, x] of [["without the plan memo", r.withoutPlanMemo], ["with the plan memo", r.withPlanMemo]] as const) {
+      row(`admission, ${r.images} digest-pinned images, links cached (${k}), in-process`, `${x.digestLinksUs.toFixed(1)} µs/review`, `${x.tagsUs.toFixed(1)} µs/review, the same images by tag`, `about the cost of tags: ${x.ratio.toFixed(2)}× ${x.ratio <= 1.5 ? "✓" : "✗"}`);
+    }
   }
   if (want("lazy")) {
     try {
