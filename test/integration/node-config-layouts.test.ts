@@ -19,7 +19,8 @@ import { containerds, run, SandboxedContainerd } from "../support/containerd.js"
 
 const FIXTURES = "test/fixtures/containerd-layouts";
 interface FileSource { file: string; repository: string; path: string; commit: string; rendering: string }
-interface Layout { layout: string; project: string; config: string; files: FileSource[] }
+/** `dirs`: directories the node has though no file of the layout is in them (a glob's directory, empty). */
+interface Layout { layout: string; project: string; config: string; files: FileSource[]; dirs?: string[] }
 const layouts: Layout[] = JSON.parse(readFileSync(join(FIXTURES, "SOURCES.json"), "utf8"));
 const canRun = process.getuid?.() === 0 && existsSync("/usr/bin/containerd");
 const logger = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb(); } }) });
@@ -29,6 +30,7 @@ const releases = containerds();
  * What each layout must come to, per containerd major version: installed into apparate's
  * drop-in (the node's files untouched) or into the main file, or refused with this reason.
  */
+const K3S = "/var/lib/rancher/k3s/agent/etc/containerd";
 const EXPECTED: Record<string, Record<1 | 2, { dropIn?: string; main?: true; error?: string; refused?: string; says?: RegExp; hostsDir: string }>> = {
   // containerd 2 layout: version 3 (1.x does not read it); a drop-in next to k0s's own, config_path from the docs' drop-in.
   "k0s-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { dropIn: "/etc/k0s/containerd.d/zz-apparate.toml", hostsDir: "/etc/k0s/containerd.d/certs.d" } },
@@ -42,6 +44,9 @@ const EXPECTED: Record<string, Record<1 | 2, { dropIn?: string; main?: true; err
   "talos-cri-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { main: true, hostsDir: "/etc/cri/conf.d/hosts" } },
   // The CRI section comes from a file in the imported directory: on 1.x the drop-in carries the whole section.
   "talos-cri-glob-v2": { 1: { dropIn: "/var/cri/conf.d/zz-apparate.toml", hostsDir: "/etc/cri/conf.d/hosts" }, 2: { dropIn: "/var/cri/conf.d/zz-apparate.toml", hostsDir: "/etc/cri/conf.d/hosts" } },
+  // k3s 2025 imports <dir>/config-v3.toml.d/*.toml: with the directory there, 2.x gets a drop-in, which survives k3s
+  // rewriting config.toml from its template at every start (an edit of the main file would not).
+  "k3s-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { dropIn: `${K3S}/config-v3.toml.d/zz-apparate.toml`, hostsDir: `${K3S}/certs.d` } },
 };
 
 /** Every file under dir with its sha256 and mode. */
@@ -76,6 +81,7 @@ const ociSpec = async () => (spec ??= (await run("ctr", ["oci", "spec"])).stdout
 /** The node: the layout's files under root, and the base runtime specs they name. */
 async function node(root: string, layout: Layout): Promise<void> {
   cpSync(join(FIXTURES, layout.layout), root, { recursive: true });
+  for (const d of layout.dirs ?? []) mkdirSync(join(root, d), { recursive: true });
   for (const f of layout.files) {
     for (const m of readFileSync(join(root, f.file), "utf8").matchAll(/base_runtime_spec\s*=\s*["']([^"']+)["']/g)) {
       mkdirSync(dirname(join(root, m[1]!)), { recursive: true });
