@@ -255,7 +255,7 @@ export class Installer {
         throw new InstallError("candidate-failed-before", `this config was tried and rolled back before: ${state.failed.reason}`, target);
       }
       const cand = parseConfig(edit.text);
-      await this.runtime.probe(imports.length > 0 ? effectiveConfig(cand, imports, major) : cand);
+      await this.probeOrTakeBack(state, imports.length > 0 ? effectiveConfig(cand, imports, major) : cand, current);
       this.step(state, "probe");
       // 4. The live file: same mode and owner, a symlink stays a symlink (its target is written).
       state.writtenSha256 = candidateSha;
@@ -321,7 +321,7 @@ export class Installer {
     const merged = effectiveConfig(doc, cand(place.path).map((f) => f.doc), major);
     if (mustWrite) {
       if (state.failed?.sha256 === sha) throw new InstallError("candidate-failed-before", `this drop-in was tried and rolled back before: ${state.failed.reason}`, place.path);
-      await this.runtime.probe(merged);
+      await this.probeOrTakeBack(state, merged, readIf(this.h(state.target)) ?? "");
       this.step(state, "probe");
       state.dropIn = { path: place.path, sha256: sha };
       // A rewrite (the node's CRI section changed under a 1.x copy) needs containerd to read it even where CRI already runs stargz; kept across a crash.
@@ -412,6 +412,39 @@ export class Installer {
    * drop-in rewritten in place must restart whatever CRI says: `force`). `failed` is why
    * CRI did not come up as wanted after the restart; the caller rolls back.
    */
+  /**
+   * The candidate must load CRI in a throw-away containerd before any live file changes. When
+   * it does not and no edit of apparate's is live yet (none written, no drop-in, no apparate
+   * keys in the node's file), what the attempt wrote is taken back: hosts.toml (containerd
+   * reads it for pulls at once), the snapshotter's config, the backup, the state. The node is
+   * left exactly as it was, and the error stands.
+   */
+  private async probeOrTakeBack(state: State, effective: Table, liveText: string): Promise<void> {
+    try {
+      await this.runtime.probe(effective);
+    } catch (err) {
+      if (state.writtenSha256 === undefined && state.dropIn === undefined && !hasApparateKeys(liveText, this.o.snapshotterSocket)) {
+        this.removeOwnedHosts(state);
+        rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
+        // The backup is the live file's copy here (nothing was written): redundant, unless it differs.
+        const backup = readIf(this.backupOf(state.target));
+        if (backup !== undefined && backup === readIf(this.h(state.target))) rmSync(this.backupOf(state.target), { force: true });
+        rmSync(this.stateFile, { force: true });
+        this.logger.warn({ config: state.target }, "the candidate config failed its probe and no edit of apparate's is live: what this attempt wrote is removed");
+      }
+      throw err;
+    }
+  }
+
+  /** Deletes the hosts.toml directories apparate owns (marked), never one the node took over. */
+  private removeOwnedHosts(state: State | undefined): void {
+    const root = this.h(state?.hostsDir ?? this.o.certsDir);
+    const owned = state?.hostsOwned ?? (existsSync(root) ? readdirSync(root).filter((d) => existsSync(join(root, d, MARKER))) : []);
+    for (const d of owned) {
+      if (existsSync(join(root, d, MARKER))) rmSync(join(root, d), { recursive: true, force: true });
+    }
+  }
+
   private async restartUnlessRunning(state: State, wantedPath: string, force: boolean): Promise<{ restarted: boolean; failed?: string }> {
     const before = await this.runtime.criStatus();
     const running = !force && before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
@@ -545,12 +578,7 @@ export class Installer {
     }
     if (state) this.step(state, "restart");
 
-    const root = this.h(state?.hostsDir ?? this.o.certsDir);
-    const owned = state?.hostsOwned ?? (existsSync(root) ? readdirSync(root).filter((d) => existsSync(join(root, d, MARKER))) : []);
-    for (const d of owned) {
-      // Only directories still marked as apparate's: a directory someone took over stays.
-      if (existsSync(join(root, d, MARKER))) rmSync(join(root, d), { recursive: true, force: true });
-    }
+    this.removeOwnedHosts(state);
     rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
     if (state) this.step(state, "hosts");
 

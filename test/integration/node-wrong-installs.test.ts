@@ -3,7 +3,7 @@
 // requests (URLs a loopback mirror receives on CRI pulls).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,7 +43,7 @@ function withoutApparateKeys(cfg: any): any {
  * the chart's paths, and a real containerd 1.6 that runs what the installer leaves live
  * (or what `live` says, for a test that freezes the file).
  */
-function sandboxNode(root: string, original: string, o: { snapshotterSocket?: string; verifyTimeoutMs?: number; live?: () => Table | undefined } = {}) {
+function sandboxNode(root: string, original: string, o: { snapshotterSocket?: string; verifyTimeoutMs?: number; live?: () => Table | undefined; mirrors?: Record<string, string[]> } = {}) {
   mkdirSync(join(root, "etc/containerd"), { recursive: true });
   const live = join(root, "etc/containerd/config.toml");
   writeFileSync(live, original);
@@ -52,7 +52,7 @@ function sandboxNode(root: string, original: string, o: { snapshotterSocket?: st
   installer = new Installer({
     hostRoot: root, containerdConfig: "/etc/containerd/config.toml", certsDir: "/etc/containerd/certs.d",
     snapshotterSocket: o.snapshotterSocket ?? "/run/apparate-stargz/stargz.sock", snapshotterConfigDir: "/etc/apparate-stargz",
-    mirrors: {}, plainHttp: [], stateDir: "/var/lib/apparate-node", ...(o.verifyTimeoutMs ? { verifyTimeoutMs: o.verifyTimeoutMs } : {}),
+    mirrors: o.mirrors ?? {}, plainHttp: [], stateDir: "/var/lib/apparate-node", ...(o.verifyTimeoutMs ? { verifyTimeoutMs: o.verifyTimeoutMs } : {}),
   }, ctd, logger);
   return { live, ctd, installer };
 }
@@ -362,6 +362,53 @@ describe.skipIf(!canRun)("a refused install is reported on the Node (condition, 
     } finally {
       agent.stop();
       await service.remove().catch(() => undefined);
+      await ctd.stop();
+    }
+  }, 120_000);
+});
+
+/** Every file under root (its bytes), but the sandboxed daemon's own directory. */
+function nodeFiles(root: string, dir = root, out: Record<string, string> = {}): Record<string, string> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (p === join(root, "ctd")) continue;
+    if (e.isDirectory()) nodeFiles(root, p, out);
+    else out[p.slice(root.length + 1)] = readFileSync(p, "utf8");
+  }
+  return out;
+}
+
+describe.skipIf(!canRun)("a config whose candidate fails the probe, on the real containerd 1.6: the node is left exactly as it was", () => {
+  let base: string;
+  beforeAll(() => { base = mkdtempSync(join(tmpdir(), "apparate-probe-fail-")); });
+  afterAll(() => { if (base) rmSync(base, { recursive: true, force: true }); });
+
+  // k3s's 2025 version-2 template: upstream containerd 1.6 does not load CRI from it (no_pivot
+  // with runc v2), so the probe of apparate's candidate fails as the node's own file would.
+  it("k3s 2025 version-2 config: InstallError, no backup, no hosts.toml, no snapshotter config, no state left; daemon not restarted", async () => {
+    const file = "k3s-2025-rendered-v2.toml";
+    const root = join(base, file);
+    const { ctd, installer } = sandboxNode(root, readFileSync(join(FIXTURES, file), "utf8"), { mirrors: { "quay.io": ["quay.mirror.example"] } });
+    const before = nodeFiles(root);
+    const restarts = ctd.restarts;
+    await expect(installer.apply()).rejects.toThrow(/CRI|cri/);
+    expect(nodeFiles(root)).toEqual(before);
+    expect(ctd.restarts).toBe(restarts);
+    // Again (the agent retries on its next tick): still nothing left behind.
+    await expect(installer.apply()).rejects.toThrow(/CRI|cri/);
+    expect(nodeFiles(root)).toEqual(before);
+  }, 120_000);
+
+  it("negative control: the same mirrors on a config that installs leave hosts.toml, the backup and the state", async () => {
+    const root = join(base, "installs");
+    const { ctd, installer } = sandboxNode(root, readFileSync(join(FIXTURES, "containerd-1.6.20-default-v2.toml"), "utf8"), { mirrors: { "quay.io": ["quay.mirror.example"] } });
+    await ctd.start();
+    try {
+      expect(await installer.apply()).toMatchObject({ status: "installed" });
+      const files = Object.keys(nodeFiles(root));
+      expect(files).toEqual(expect.arrayContaining(["etc/containerd/config.toml.apparate-backup", "etc/containerd/certs.d/quay.io/hosts.toml", "etc/apparate-stargz/config.toml", "var/lib/apparate-node/state.json"]));
+      expect((await installer.uninstall()).restored).toBe(true);
+    } finally {
       await ctd.stop();
     }
   }, 120_000);
