@@ -220,7 +220,7 @@ async function main() {
       console.log(`lazy loading benchmark skipped: ${String(err)}`);
     }
   }
-  if (want("lazy")) {
+  if (want("lazy") || want("lazy-realistic")) {
     try {
       const r = await realisticLazyBench();
       results.lazyLoadingRealistic = r;
@@ -234,9 +234,9 @@ async function main() {
       console.log(`realistic lazy loading benchmark skipped: ${String(err)}`);
     }
   }
-  if (want("convert")) {
+  if (want("convert") || want("convert-files")) {
     try {
-      const rows100 = await manyFilesBench([100_000, 1_000_000], 100_000);
+      const rows100 = await manyFilesBench([100_000, 1_000_000]);
       results.conversionManyFiles = rows100;
       for (const r of rows100) {
         const theirs = "skipped" in r.ctrRemote ? r.ctrRemote.skipped : `${r.ctrRemote.convertSeconds.toFixed(1)} s, ${r.ctrRemote.peakRssMiB.toFixed(0)} MiB peak RSS (ctr-remote convert)`;
