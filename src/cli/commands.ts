@@ -8,7 +8,7 @@ import { explain, explainSpec } from "./explain.js";
 import { report, reportSpec } from "./report.js";
 import { convertCommand, convertSpec } from "../convert/command.js";
 import { converterSpec } from "../converter/spec.js";
-import { recordPrefetchSpec } from "../nodeagent/record-prefetch.js";
+import { recordPrefetchSpec } from "../nodeagent/record-prefetch-spec.js";
 
 export interface Command {
   spec: CommandSpec;
