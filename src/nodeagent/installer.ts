@@ -408,11 +408,6 @@ export class Installer {
   }
 
   /**
-   * Restarts containerd unless its CRI already runs stargz with these registry dirs (a
-   * drop-in rewritten in place must restart whatever CRI says: `force`). `failed` is why
-   * CRI did not come up as wanted after the restart; the caller rolls back.
-   */
-  /**
    * The candidate must load CRI in a throw-away containerd before any live file changes. When
    * it does not and no edit of apparate's is live yet (none written, no drop-in, no apparate
    * keys in the node's file), what the attempt wrote is taken back: hosts.toml (containerd
@@ -424,8 +419,7 @@ export class Installer {
       await this.runtime.probe(effective);
     } catch (err) {
       if (state.writtenSha256 === undefined && state.dropIn === undefined && !hasApparateKeys(liveText, this.o.snapshotterSocket)) {
-        this.removeOwnedHosts(state);
-        rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
+        this.removeHostsAndSnapshotterConfig(state);
         // The backup is the live file's copy here (nothing was written): redundant, unless it differs.
         const backup = readIf(this.backupOf(state.target));
         if (backup !== undefined && backup === readIf(this.h(state.target))) rmSync(this.backupOf(state.target), { force: true });
@@ -436,15 +430,21 @@ export class Installer {
     }
   }
 
-  /** Deletes the hosts.toml directories apparate owns (marked), never one the node took over. */
-  private removeOwnedHosts(state: State | undefined): void {
+  /** Deletes the hosts.toml directories apparate owns (marked), never one the node took over, and the snapshotter's config. */
+  private removeHostsAndSnapshotterConfig(state: State | undefined): void {
     const root = this.h(state?.hostsDir ?? this.o.certsDir);
     const owned = state?.hostsOwned ?? (existsSync(root) ? readdirSync(root).filter((d) => existsSync(join(root, d, MARKER))) : []);
     for (const d of owned) {
       if (existsSync(join(root, d, MARKER))) rmSync(join(root, d), { recursive: true, force: true });
     }
+    rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
   }
 
+  /**
+   * Restarts containerd unless its CRI already runs stargz with these registry dirs (a
+   * drop-in rewritten in place must restart whatever CRI says: `force`). `failed` is why
+   * CRI did not come up as wanted after the restart; the caller rolls back.
+   */
   private async restartUnlessRunning(state: State, wantedPath: string, force: boolean): Promise<{ restarted: boolean; failed?: string }> {
     const before = await this.runtime.criStatus();
     const running = !force && before.loaded && before.snapshotter === SNAPSHOTTER && (before.configPath === undefined || before.configPath === wantedPath);
@@ -578,8 +578,7 @@ export class Installer {
     }
     if (state) this.step(state, "restart");
 
-    this.removeOwnedHosts(state);
-    rmSync(join(this.h(this.o.snapshotterConfigDir), "config.toml"), { force: true });
+    this.removeHostsAndSnapshotterConfig(state);
     if (state) this.step(state, "hosts");
 
     if (backupBytes && (restored || keysRemoved || (current !== undefined && sha256(readFileSync(live)) === sha256(backupBytes)))) rmSync(backup, { force: true });
