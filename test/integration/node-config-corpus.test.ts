@@ -6,16 +6,16 @@
 // names and option types, taken from `containerd config default` of 2.1 (in the
 // corpus): no containerd 2.x binary is packaged here.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { parse } from "smol-toml";
 import { applyApparate, parseConfig, registryConfigDirs, versionOf } from "../../src/nodeagent/containerd-config.js";
-import { sha256 } from "../../src/nodeagent/files.js";
 import { Installer } from "../../src/nodeagent/installer.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { containerds, run, SandboxedContainerd } from "../support/containerd.js";
+import { tree } from "../support/node-tree.js";
 
 const FIXTURES = "test/fixtures/containerd-configs";
 interface Source { file: string; repository: string; path: string; commit: string; schemaVersion: number; project: string }
@@ -27,21 +27,6 @@ const logger = createLogger({ destination: new Writable({ write(_c, _e, cb) { cb
 let spec: string | undefined;
 const ociSpec = async () => (spec ??= (await run("ctr", ["oci", "spec"])).stdout);
 
-/** Every file under dir with its sha256 (what "changes nothing, deletes nothing" compares). */
-function tree(dir: string, skip: (p: string) => boolean): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const f of readdirSync(d)) {
-      const p = join(d, f);
-      const st = lstatSync(p);
-      if (skip(p)) continue;
-      if (st.isDirectory()) walk(p);
-      else out[relative(dir, p)] = st.isSymbolicLink() ? `-> ${readlinkSync(p)}` : `${sha256(readFileSync(p))} ${(st.mode & 0o7777).toString(8)}`;
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 describe("the corpus", () => {
   it("has at least 40 real configs, each with repository, path and commit recorded", () => {

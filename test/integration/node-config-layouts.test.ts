@@ -7,15 +7,15 @@
 // install again changes nothing -> uninstall leaves every file of the node byte-identical
 // and the daemon's CRI config equal to the original's.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { parseConfig } from "../../src/nodeagent/containerd-config.js";
-import { sha256 } from "../../src/nodeagent/files.js";
 import { Installer } from "../../src/nodeagent/installer.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { containerds, run, SandboxedContainerd } from "../support/containerd.js";
+import { tree } from "../support/node-tree.js";
 
 const FIXTURES = "test/fixtures/containerd-layouts";
 interface FileSource { file: string; repository: string; path: string; commit: string; rendering: string }
@@ -49,21 +49,6 @@ const EXPECTED: Record<string, Record<1 | 2, { dropIn?: string; main?: true; err
   "k3s-containerd2": { 1: { error: "config-version", hostsDir: "" }, 2: { dropIn: `${K3S}/config-v3.toml.d/zz-apparate.toml`, hostsDir: `${K3S}/certs.d` } },
 };
 
-/** Every file under dir with its sha256 and mode. */
-function tree(dir: string, skip: (p: string) => boolean): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const f of readdirSync(d)) {
-      const p = join(d, f);
-      if (skip(p)) continue;
-      const st = lstatSync(p);
-      if (st.isDirectory()) walk(p);
-      else out[relative(dir, p)] = st.isSymbolicLink() ? `-> ${readlinkSync(p)}` : `${sha256(readFileSync(p))} ${(st.mode & 0o7777).toString(8)}`;
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 const APPARATE_STATUS_KEYS = [/^containerd\.snapshotter$/, /^containerd\.disableSnapshotAnnotations$/, /^registry\.configPath$/];
 const APPARATE_DUMP_KEYS = [/^snapshotter$/, /^disable_snapshot_annotations$/, /^registry\.config_path$/];

@@ -3,7 +3,7 @@
 // requests (URLs a loopback mirror receives on CRI pulls).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ import { KubeApiStandIn } from "../support/kube-api-standin.js";
 import { freePort } from "../support/ports.js";
 import { registryAvailable, type RunningRegistry, startRegistry } from "../support/registry.js";
 import { gzipTar } from "../support/tarball.js";
+import { tree } from "../support/node-tree.js";
 
 const FIXTURES = "test/fixtures/containerd-configs";
 const canRun = process.getuid?.() === 0 && existsSync("/usr/bin/containerd");
@@ -367,16 +368,8 @@ describe.skipIf(!canRun)("a refused install is reported on the Node (condition, 
   }, 120_000);
 });
 
-/** Every file under root (its bytes), but the sandboxed daemon's own directory. */
-function nodeFiles(root: string, dir = root, out: Record<string, string> = {}): Record<string, string> {
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (p === join(root, "ctd")) continue;
-    if (e.isDirectory()) nodeFiles(root, p, out);
-    else out[p.slice(root.length + 1)] = readFileSync(p, "utf8");
-  }
-  return out;
-}
+/** Every file under root but the sandboxed daemon's own directory. */
+const nodeFiles = (root: string) => tree(root, (p) => p === join(root, "ctd"));
 
 describe.skipIf(!canRun)("a config whose candidate fails the probe, on the real containerd 1.6: the node is left exactly as it was", () => {
   let base: string;
