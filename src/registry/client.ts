@@ -151,8 +151,7 @@ export class RegistryClient {
    * and the address check of every other dial, since the registry chose the URL.
    */
   storageGet(url: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    const u = new URL(url);
-    this.policy.assertLiteral(u.hostname, u.port || (u.protocol === "https:" ? "443" : "80"));
+    // No proxy here: the guarded connector judges the literal or each resolved address.
     this.storage ??= new Agent({ keepAliveTimeout: 30_000, connect: guardedConnector(this.policy, {}) });
     return request(url, { method: "GET", signal, dispatcher: this.storage, headers: { "user-agent": this.opts.userAgent ?? "apparate" } });
   }
