@@ -121,8 +121,8 @@ export function conversionJob(r: ConversionRequest, s: JobSettings): V1Job {
             name: JOB_CONTAINER,
             image: s.image,
             args: ["convert", `${source}@${r.digest}`, target, "--config", `${JOB_CONFIG_DIR}/config.yaml`],
-            // A 2 MiB young generation: the conversion's short-lived buffers are collected sooner;
-            // peak RSS of a 1,000,000-file layer 253 MiB (bench/results.json conversionManyFiles).
+            // A 2 MiB young generation: the conversion's short-lived buffers are collected sooner
+            // (peak RSS: bench/results.json conversionManyFiles).
             env: [{ name: "LOG_LEVEL", value: "info" }, { name: "HOME", value: "/tmp" }, { name: "NODE_OPTIONS", value: CONVERT_NODE_OPTIONS }],
             resources: {
               requests: { cpu: s.cpuRequest, memory: s.memoryRequest, "ephemeral-storage": s.ephemeralStorage },

@@ -102,16 +102,15 @@ export interface ManyFilesRow {
   files: number;
   layerMiB: number;
   apparate: { seconds: number; peakRssMiB: number; outputMiB: number; nodeOptions: string };
-  ctrRemote: { convertSeconds: number; pullSeconds: number; peakRssMiB: number; outputMiB: number } | { skipped: string };
+  ctrRemote: { convertSeconds: number; pullSeconds: number; peakRssMiB: number; outputMiB: number };
 }
 
 /**
  * One layer of N small files (test/support/many-files.ts), per N: `apparate convert`
  * registry to registry, and ctr-remote (pull, then `images convert --estargz --oci`) on
  * the same image in the same run; wall time and peak RSS of each converting process.
- * ctr-remote's pull unpacks every file; past `ctrRemoteUpTo` files it is left out.
  */
-export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.POSITIVE_INFINITY): Promise<ManyFilesRow[]> {
+export async function manyFilesBench(counts: number[]): Promise<ManyFilesRow[]> {
   if (process.getuid?.() !== 0) throw new Error("needs root (containerd)");
   const dir = mkdtempSync(join(tmpdir(), "apparate-files-bench-"));
   const reg = await startRegistry();
@@ -134,15 +133,12 @@ export async function manyFilesBench(counts: number[], ctrRemoteUpTo = Number.PO
       const ours = await measured(process.execPath, [...cli, "convert", src, "--plain-http", "--json"], { NODE_OPTIONS: CONVERT_NODE_OPTIONS });
       // Printed at once: ctr-remote's half can take long on many files.
       console.log(JSON.stringify({ files, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB } }));
-      let theirs: ManyFilesRow["ctrRemote"] = { skipped: `ctr-remote runs only up to ${ctrRemoteUpTo} files in this run` };
-      if (files <= ctrRemoteUpTo) {
-        const pull = await ctr("images", "pull", "--plain-http", src);
-        const conv = await ctr("images", "convert", "--estargz", "--oci", src, `${src}-ctr`);
-        await ctr("images", "push", "--plain-http", `${src}-ctr`);
-        theirs = { convertSeconds: conv.seconds, pullSeconds: pull.seconds, peakRssMiB: conv.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-ctr")) / MiB };
-        await ctr("images", "rm", src, `${src}-ctr`);
-        await ctr("content", "prune", "references").catch(() => undefined);
-      }
+      const pull = await ctr("images", "pull", "--plain-http", src);
+      const conv = await ctr("images", "convert", "--estargz", "--oci", src, `${src}-ctr`);
+      await ctr("images", "push", "--plain-http", `${src}-ctr`);
+      const theirs: ManyFilesRow["ctrRemote"] = { convertSeconds: conv.seconds, pullSeconds: pull.seconds, peakRssMiB: conv.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-ctr")) / MiB };
+      await ctr("images", "rm", src, `${src}-ctr`);
+      await ctr("content", "prune", "references").catch(() => undefined);
       rows.push({ files, layerMiB: layerBytes / MiB, apparate: { seconds: ours.seconds, peakRssMiB: ours.peakRssMiB, outputMiB: (await sizeOf(reg.url, name, "1-apparate")) / MiB, nodeOptions: CONVERT_NODE_OPTIONS }, ctrRemote: theirs });
       console.log(JSON.stringify(rows.at(-1)));
     }
